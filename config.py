@@ -1,0 +1,141 @@
+"""Read and validate the configuration (environment variables, optional `.env`) in one place.
+
+`load_settings()` is called once at start-up; a missing or malformed value raises `ConfigError`
+with one line that names the variable and says what is expected.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+
+PROJECT_ROOT = Path(__file__).resolve().parent
+AES_KEY_PATTERN = re.compile(r"^[A-Za-z0-9]{43}$")
+APPID_PATTERN = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
+TOKEN_PATTERN = re.compile(r"^[A-Za-z0-9]{3,32}$")
+
+
+class ConfigError(Exception):
+    """A configuration value is missing or malformed; the message is one line for the operator."""
+
+
+@dataclass(frozen=True)
+class Settings:
+    token: str
+    appid: str = ""
+    appsecret: str = ""
+    encoding_aes_key: str = ""
+    require_encryption: bool = False
+    redis_url: str = "redis://127.0.0.1:6379/0"
+    api_base: str = "https://api.weixin.qq.com"
+    replies_file: Path = PROJECT_ROOT / "replies.yaml"
+    timestamp_window: int = 300
+    max_body_bytes: int = 64 * 1024
+    reply_deadline: float = 4.5
+    log_level: str = "INFO"
+
+    def __repr__(self) -> str:  # never print secrets, even by accident in a traceback
+        return f"Settings(appid={self.appid!r}, redis_url={_redact_url(self.redis_url)!r}, api_base={self.api_base!r})"
+
+    @property
+    def encryption_enabled(self) -> bool:
+        return bool(self.encoding_aes_key)
+
+
+def _redact_url(url: str) -> str:
+    return re.sub(r"//[^@/]*@", "//***@", url)
+
+
+def _read_dotenv(path: Path) -> dict[str, str]:
+    if not path.is_file():
+        return {}
+    from dotenv import dotenv_values
+
+    return {key: value for key, value in dotenv_values(path).items() if value is not None}
+
+
+def _bool(name: str, raw: str) -> bool:
+    value = raw.strip().lower()
+    if value in {"1", "true", "yes", "on"}:
+        return True
+    if value in {"", "0", "false", "no", "off"}:
+        return False
+    raise ConfigError(f"{name} must be 1 or 0 (true/false), got {raw!r}")
+
+
+def _number(name: str, raw: str, kind: type, minimum: float) -> int | float:
+    try:
+        value = kind(raw)
+    except ValueError:
+        raise ConfigError(f"{name} must be a number, got {raw!r}") from None
+    if value < minimum:
+        raise ConfigError(f"{name} must be at least {minimum}, got {raw!r}")
+    return value
+
+
+def load_settings(environ: Mapping[str, str] | None = None, dotenv_path: Path | None = None) -> Settings:
+    """Settings from `environ` (default: os.environ), with `.env` filling in what is not set."""
+    if environ is None:
+        environ = os.environ
+    dotenv = _read_dotenv(dotenv_path if dotenv_path is not None else PROJECT_ROOT / ".env")
+    env = {**dotenv, **environ}
+
+    def get(name: str, default: str = "") -> str:
+        return env.get(name, default).strip()
+
+    token = get("WECHAT_TOKEN")
+    if not token:
+        raise ConfigError("WECHAT_TOKEN is required: the Token set in the WeChat console (3-32 letters/digits)")
+    if not TOKEN_PATTERN.match(token):
+        raise ConfigError("WECHAT_TOKEN must be 3-32 letters or digits, as the WeChat console requires")
+
+    appid = get("WECHAT_APPID")
+    if appid and not APPID_PATTERN.match(appid):
+        raise ConfigError("WECHAT_APPID must be letters, digits, '_' or '-' (it looks like wx0123456789abcdef)")
+
+    aes_key = get("WECHAT_ENCODING_AES_KEY")
+    if aes_key:
+        if not AES_KEY_PATTERN.match(aes_key):
+            raise ConfigError(
+                f"WECHAT_ENCODING_AES_KEY must be exactly 43 letters or digits, got {len(aes_key)} characters"
+            )
+        if not appid:
+            raise ConfigError("WECHAT_APPID is required when WECHAT_ENCODING_AES_KEY is set (it is checked on decrypt)")
+
+    require_encryption = _bool("WECHAT_REQUIRE_ENCRYPTION", get("WECHAT_REQUIRE_ENCRYPTION", "0"))
+    if require_encryption and not aes_key:
+        raise ConfigError("WECHAT_REQUIRE_ENCRYPTION=1 needs WECHAT_ENCODING_AES_KEY")
+
+    redis_url = get("REDIS_URL", Settings.redis_url)
+    if not re.match(r"^(redis|rediss|unix)://", redis_url):
+        raise ConfigError("REDIS_URL must start with redis://, rediss:// or unix://")
+
+    api_base = get("WECHAT_API_BASE", Settings.api_base).rstrip("/")
+    if not re.match(r"^https?://[^/\s]+", api_base):
+        raise ConfigError("WECHAT_API_BASE must be an http(s) URL such as https://api.weixin.qq.com")
+
+    replies_file = Path(get("REPLIES_FILE", str(Settings.replies_file)))
+    if not replies_file.is_absolute():
+        replies_file = PROJECT_ROOT / replies_file
+
+    log_level = get("LOG_LEVEL", "INFO").upper()
+    if log_level not in {"DEBUG", "INFO", "WARNING", "ERROR"}:
+        raise ConfigError("LOG_LEVEL must be DEBUG, INFO, WARNING or ERROR")
+
+    return Settings(
+        token=token,
+        appid=appid,
+        appsecret=get("WECHAT_APPSECRET"),
+        encoding_aes_key=aes_key,
+        require_encryption=require_encryption,
+        redis_url=redis_url,
+        api_base=api_base,
+        replies_file=replies_file,
+        timestamp_window=int(_number("WECHAT_TIMESTAMP_WINDOW", get("WECHAT_TIMESTAMP_WINDOW", "300"), int, 0)),
+        max_body_bytes=int(_number("MAX_BODY_BYTES", get("MAX_BODY_BYTES", str(64 * 1024)), int, 1024)),
+        reply_deadline=float(_number("REPLY_DEADLINE", get("REPLY_DEADLINE", "4.5"), float, 0.1)),
+        log_level=log_level,
+    )

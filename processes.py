@@ -1,0 +1,245 @@
+"""Start and stop the local servers (Redis, uWSGI, nginx, ...) that `make run` and the tests need.
+
+Every server gets its own temp directory, a free port or a unix socket, and is stopped by the
+caller; nothing here depends on a server that happens to be running on the machine.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+PROJECT_ROOT = Path(__file__).resolve().parent
+VENV_BIN = Path(sys.executable).parent
+
+
+def free_port() -> int:
+    """A TCP port on loopback that nothing listens on right now."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def wait_for_tcp(port: int, host: str = "127.0.0.1", timeout: float = 20.0) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        with contextlib.suppress(OSError), socket.create_connection((host, port), timeout=0.5):
+            return
+        time.sleep(0.05)
+    raise TimeoutError(f"nothing listens on {host}:{port} after {timeout}s")
+
+
+def wait_for_unix(path: str | os.PathLike, timeout: float = 20.0) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if os.path.exists(path):
+            with contextlib.suppress(OSError), socket.socket(socket.AF_UNIX) as sock:
+                sock.connect(str(path))
+                return
+        time.sleep(0.05)
+    raise TimeoutError(f"nothing listens on {path} after {timeout}s")
+
+
+def find_program(name: str) -> str:
+    """The path of a server binary: the venv first (uwsgi), then PATH and the sbin folders."""
+    candidates = [VENV_BIN / name]
+    found = shutil.which(name)
+    if found:
+        candidates.append(Path(found))
+    candidates += [Path("/usr/sbin") / name, Path("/usr/bin") / name, Path("/usr/local/sbin") / name]
+    for path in candidates:
+        if path.is_file() and os.access(path, os.X_OK):
+            return str(path)
+    raise FileNotFoundError(f"{name} is not installed (run `make setup` or .ci/run)")
+
+
+@dataclass
+class ManagedProcess:
+    """A child process with its own process group, a log file and a clean stop."""
+
+    name: str
+    argv: Sequence[str]
+    log_path: Path
+    env: dict[str, str] | None = None
+    cwd: Path = PROJECT_ROOT
+    process: subprocess.Popen | None = field(default=None, init=False)
+
+    def start(self) -> ManagedProcess:
+        self.log_path.parent.mkdir(parents=True, exist_ok=True)
+        log = open(self.log_path, "ab")  # noqa: SIM115 - lives as long as the process
+        self.process = subprocess.Popen(
+            list(self.argv),
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            env=self.env,
+            cwd=self.cwd,
+            start_new_session=True,
+        )
+        log.close()
+        return self
+
+    @property
+    def pid(self) -> int:
+        assert self.process is not None
+        return self.process.pid
+
+    def alive(self) -> bool:
+        return self.process is not None and self.process.poll() is None
+
+    def signal(self, signum: int) -> None:
+        if self.alive():
+            os.kill(self.pid, signum)
+
+    def stop(self, timeout: float = 10.0, signum: int = signal.SIGTERM) -> int | None:
+        """Ask the process (and its group) to stop; kill it if it has not after `timeout` s."""
+        if self.process is None:
+            return None
+        if self.process.poll() is None:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(self.process.pid, signum)
+            try:
+                self.process.wait(timeout)
+            except subprocess.TimeoutExpired:
+                with contextlib.suppress(ProcessLookupError):
+                    os.killpg(self.process.pid, signal.SIGKILL)
+                self.process.wait(5)
+        # Children that outlived their parent (uWSGI workers, say) go with the group.
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.killpg(self.process.pid, signal.SIGKILL)
+        return self.process.returncode
+
+    def log_text(self) -> str:
+        try:
+            return self.log_path.read_text(errors="replace")
+        except FileNotFoundError:
+            return ""
+
+
+@dataclass
+class RedisServer:
+    """A private redis-server on a unix socket (and a TCP port) in its own directory."""
+
+    directory: Path
+    port: int = 0
+    process: ManagedProcess | None = None
+
+    @property
+    def socket_path(self) -> Path:
+        return self.directory / "redis.sock"
+
+    @property
+    def url(self) -> str:
+        """A TCP URL: what a separate process (uWSGI, token_service) is given."""
+        return f"redis://127.0.0.1:{self.port}/0"
+
+    @property
+    def unix_url(self) -> str:
+        return f"unix://{self.socket_path}?db=0"
+
+    def start(self) -> RedisServer:
+        self.directory.mkdir(parents=True, exist_ok=True)
+        if not self.port:
+            self.port = free_port()
+        argv = [
+            find_program("redis-server"),
+            "--port", str(self.port),
+            "--bind", "127.0.0.1",
+            "--unixsocket", str(self.socket_path),
+            "--unixsocketperm", "700",
+            "--dir", str(self.directory),
+            "--save", "",
+            "--appendonly", "no",
+            "--daemonize", "no",
+        ]
+        self.process = ManagedProcess("redis", argv, self.directory / "redis.log").start()
+        wait_for_tcp(self.port)
+        return self
+
+    def stop(self) -> None:
+        if self.process:
+            self.process.stop()
+
+    def restart(self) -> None:
+        """Stop and start on the same port, empty (no persistence), as after a crash."""
+        self.stop()
+        self.start()
+
+
+@contextlib.contextmanager
+def running_redis(directory: Path | None = None) -> Iterator[RedisServer]:
+    with contextlib.ExitStack() as stack:
+        if directory is None:
+            directory = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="redis-")))
+        server = RedisServer(directory).start()
+        stack.callback(server.stop)
+        yield server
+
+
+def uwsgi_argv(
+    http_port: int | None = None,
+    socket_path: Path | None = None,
+    workers: int = 1,
+    extra: Sequence[str] = (),
+) -> list[str]:
+    """uWSGI serving index.py's `application`, over HTTP (tests) or a uwsgi socket (nginx)."""
+    argv = [
+        find_program("uwsgi"),
+        "--master",
+        "--wsgi-file", str(PROJECT_ROOT / "index.py"),
+        "--callable", "application",
+        "--chdir", str(PROJECT_ROOT),
+        "--processes", str(workers),
+        "--enable-threads",
+        "--need-app",
+        "--die-on-term",
+        "--disable-logging",
+        "--log-master",
+    ]
+    if http_port is not None:
+        argv += ["--http-socket", f"127.0.0.1:{http_port}"]
+    if socket_path is not None:
+        argv += ["--socket", str(socket_path)]
+    return argv + list(extra)
+
+
+@dataclass
+class AppServer:
+    """The message server (index.py) under a real uWSGI, listening on loopback HTTP."""
+
+    directory: Path
+    env: dict[str, str]
+    workers: int = 1
+    port: int = 0
+    process: ManagedProcess | None = None
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def start(self) -> AppServer:
+        if not self.port:
+            self.port = free_port()
+        env = {**os.environ, **self.env}
+        argv = uwsgi_argv(http_port=self.port, workers=self.workers)
+        self.process = ManagedProcess("uwsgi", argv, self.directory / "uwsgi.log", env=env).start()
+        try:
+            wait_for_tcp(self.port)
+        except TimeoutError:
+            self.stop()
+            raise RuntimeError("uWSGI did not start:\n" + self.process.log_text()[-3000:]) from None
+        return self
+
+    def stop(self) -> None:
+        if self.process:
+            self.process.stop(signum=signal.SIGINT)
