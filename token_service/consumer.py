@@ -1,0 +1,179 @@
+"""What consumers use: read the access_token / jsapi_ticket from Redis (never from WeChat), ask the
+daemon for a compare-and-refresh, sign JS-SDK pages, and a wechatpy client wired to all of this."""
+
+from __future__ import annotations
+
+import hashlib
+import threading
+import time
+from typing import Any
+
+import redis
+from wechatpy.client import WeChatClient
+from wechatpy.exceptions import WeChatClientException
+
+from token_service.policy import INVALID_TOKEN_ERRCODES
+from token_service.settings import TokenSettings, load_token_settings
+from token_service.store import ACCESS_TOKEN, JSAPI_TICKET, TokenStore, fingerprint
+
+WECHAT_PUBLIC_BASE = "https://api.weixin.qq.com"
+
+
+class TokenUnavailable(Exception):
+    """No usable credential in Redis (daemon not running, or WeChat refusing it: see the message)."""
+
+
+_defaults_lock = threading.Lock()
+_default_settings: TokenSettings | None = None
+_default_clients: dict[str, redis.Redis] = {}
+
+
+def _settings() -> TokenSettings:
+    global _default_settings
+    with _defaults_lock:
+        if _default_settings is None:
+            _default_settings = load_token_settings()
+        return _default_settings
+
+
+def _redis(client: redis.Redis | None) -> redis.Redis:
+    if client is not None:
+        return client
+    url = _settings().redis_url
+    with _defaults_lock:
+        if url not in _default_clients:
+            _default_clients[url] = redis.Redis.from_url(url, socket_timeout=5, socket_connect_timeout=5)
+        return _default_clients[url]
+
+
+def _store(redis_client: redis.Redis | None, appid: str | None) -> TokenStore:
+    return TokenStore(_redis(redis_client), appid or _settings().appid)
+
+
+def _unavailable(store: TokenStore, kind: str) -> TokenUnavailable:
+    meta = store.meta(kind)
+    reason = meta.get("last_error")
+    hint = (
+        f"WeChat refused the last refresh: {reason}"
+        if reason
+        else "is `python -m token_service run` running with the same REDIS_URL and WECHAT_APPID?"
+    )
+    return TokenUnavailable(f"no {kind} in Redis key {store.key(kind)}; {hint}")
+
+
+def get_access_token(redis_client: redis.Redis | None = None, appid: str | None = None) -> str:
+    """The current access_token, read from Redis only (one GET)."""
+    store = _store(redis_client, appid)
+    value = store.read_value(ACCESS_TOKEN)
+    if value is None:
+        raise _unavailable(store, ACCESS_TOKEN)
+    return value
+
+
+def get_jsapi_ticket(redis_client: redis.Redis | None = None, appid: str | None = None) -> str:
+    store = _store(redis_client, appid)
+    value = store.read_value(JSAPI_TICKET)
+    if value is None:
+        raise _unavailable(store, JSAPI_TICKET)
+    return value
+
+
+def request_refresh(
+    bad_token: str, *, wait: float = 5.0, redis_client: redis.Redis | None = None, appid: str | None = None
+) -> str:
+    """Tell the daemon WeChat rejected `bad_token`; return the token that replaces it.
+
+    The daemon refreshes only if `bad_token` is still the stored one, so many callers reporting the
+    same token cause one refresh. Raises TokenUnavailable if no other token shows up within `wait` s.
+    """
+    store = _store(redis_client, appid)
+    current = store.read_value(ACCESS_TOKEN)
+    if current is not None and current != bad_token:
+        return current  # someone already replaced it
+    pubsub = store.client.pubsub(ignore_subscribe_messages=True)
+    try:
+        # Subscribe before asking, then look again, so that a refresh between the two is not missed.
+        pubsub.subscribe(store.channel(ACCESS_TOKEN))
+        store.push_refresh_request(bad_token)
+        deadline = time.monotonic() + wait
+        while True:
+            current = store.read_value(ACCESS_TOKEN)
+            if current is not None and current != bad_token:
+                return current
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                break
+            # The poll bound covers a missed message (e.g. a reconnect); normally the publish wakes us.
+            pubsub.get_message(timeout=min(remaining, 0.25))
+    finally:
+        pubsub.close()
+    meta = store.meta(ACCESS_TOKEN)
+    detail = meta.get("last_error") or "no daemon answered (is `python -m token_service run` running?)"
+    raise TokenUnavailable(
+        f"access_token #{fingerprint(bad_token)} was not replaced within {wait:g}s: {detail}"
+    )
+
+
+def jsapi_signature(ticket: str, noncestr: str, timestamp: int | str, url: str) -> str:
+    """The JS-SDK wx.config signature: sha1 of the sorted k=v pairs; the URL without its #fragment."""
+    page_url = url.split("#", 1)[0]
+    fields = {"jsapi_ticket": ticket, "noncestr": noncestr, "timestamp": str(timestamp), "url": page_url}
+    text = "&".join(f"{name}={fields[name]}" for name in sorted(fields))
+    return hashlib.sha1(text.encode("utf-8")).hexdigest()
+
+
+class TokenServiceClient(WeChatClient):
+    """wechatpy's WeChatClient, but its access_token comes from the token service.
+
+    On 40001/40014/42001 it asks the daemon for a compare-and-refresh and retries once; a second
+    failure raises. It never fetches a token itself (wechatpy's own client re-fetches and recurses
+    without bound, invalidating everyone else's token).
+    """
+
+    def __init__(
+        self,
+        appid: str | None = None,
+        redis_client: redis.Redis | None = None,
+        api_base: str | None = None,
+        timeout: float = 10.0,
+        refresh_wait: float = 10.0,
+    ) -> None:
+        settings = None if (appid and api_base) else _settings()
+        appid = appid or settings.appid
+        super().__init__(appid, secret="", timeout=timeout, auto_retry=False)
+        self.api_base = (api_base or settings.api_base).rstrip("/")
+        self.API_BASE_URL = self.api_base + "/cgi-bin/"
+        self._redis_client = redis_client
+        self.refresh_wait = refresh_wait
+
+    @property
+    def access_token(self) -> str:
+        return get_access_token(self._redis_client, self.appid)
+
+    def fetch_access_token(self) -> dict:
+        raise TokenUnavailable("TokenServiceClient never fetches tokens; the token daemon does")
+
+    def _url(self, url_or_endpoint: str, api_base_url: str | None) -> str:
+        if not url_or_endpoint.startswith(("http://", "https://")):
+            url_or_endpoint = (api_base_url or self.API_BASE_URL) + url_or_endpoint
+        # wechatpy hard-codes api.weixin.qq.com in places; point all of it at WECHAT_API_BASE.
+        if url_or_endpoint.startswith(WECHAT_PUBLIC_BASE):
+            url_or_endpoint = self.api_base + url_or_endpoint[len(WECHAT_PUBLIC_BASE):]
+        return url_or_endpoint
+
+    def _request(self, method: str, url_or_endpoint: str, **kwargs: Any) -> Any:
+        url = self._url(url_or_endpoint, kwargs.pop("api_base_url", None))
+        params = kwargs.pop("params", None)
+        params = dict(params) if isinstance(params, dict) else {}
+        explicit_token = params.get("access_token")
+        token = explicit_token or self.access_token
+        try:
+            return super()._request(method, url, params={**params, "access_token": token}, **kwargs)
+        except WeChatClientException as error:
+            if explicit_token or error.errcode not in INVALID_TOKEN_ERRCODES:
+                raise
+        fresh = request_refresh(
+            token, wait=self.refresh_wait, redis_client=self._redis_client, appid=self.appid
+        )
+        # The one retry; auto_retry=False makes wechatpy raise instead of recursing.
+        return super()._request(method, url, params={**params, "access_token": fresh}, **kwargs)
