@@ -1,0 +1,127 @@
+"""The retry cache in Redis: each message is handled once, and WeChat's retries get the same reply.
+
+The first delivery claims the message (`SET NX` with a short lease), the reply is stored for the
+retries (about 5 s apart, up to 3), and a retry that arrives while the first is still running waits
+briefly for that reply. If Redis is unreachable the message is answered anyway, without dedupe.
+"""
+
+from __future__ import annotations
+
+import enum
+import hashlib
+import logging
+import time
+from dataclasses import dataclass
+from typing import Any
+
+import redis
+from redis.backoff import NoBackoff
+from redis.retry import Retry
+
+log = logging.getLogger("dedupe")
+
+PENDING = b"\x00pending"
+NOTHING = b"\x00nothing"  # the reply was "say nothing": retries answer `success` too
+REPLY_TTL_SECONDS = 300  # WeChat retries within ~20 s; five minutes covers every retry with margin
+REDIS_BACKOFF_SECONDS = 5.0  # after a Redis failure, don't pay a connection timeout on every request
+
+
+class Outcome(enum.Enum):
+    FIRST = "first"  # handle it
+    DONE = "retry-answered"  # a retry of a finished message: send the stored reply
+    IN_PROGRESS = "retry-in-progress"  # the first delivery is still running and did not finish in time
+    UNAVAILABLE = "no-redis"  # Redis is down: handle it without dedupe
+
+
+@dataclass(frozen=True)
+class Claim:
+    outcome: Outcome
+    key: str
+    reply: str | None = None  # for DONE: the stored reply XML, or None for "nothing to say"
+
+
+def message_key(appid: str, message: Any) -> str:
+    """The Redis key for a message: AppID + MsgId, or for events FromUserName + CreateTime + Event + EventKey."""
+    data = getattr(message, "_data", {}) or {}
+    account = appid or str(data.get("ToUserName") or "")
+    msg_id = str(data.get("MsgId") or "")
+    if msg_id.isdigit() and len(msg_id) <= 24:
+        return f"wechat:msg:{account}:id:{msg_id}"
+    parts = [
+        str(data.get(name) or "")
+        for name in ("FromUserName", "CreateTime", "MsgType", "Event", "EventKey", "MsgID", "MsgId")
+    ]
+    # A digest keeps the key short and free of whatever an EventKey (a URL, say) contains.
+    digest = hashlib.sha1("\x1f".join(parts).encode("utf-8")).hexdigest()
+    return f"wechat:msg:{account}:ev:{digest}"
+
+
+def fail_fast_client(url: str) -> redis.Redis:
+    """A client for the request path: short timeouts and no retries (redis-py's default retries take seconds)."""
+    return redis.Redis.from_url(
+        url, socket_connect_timeout=0.25, socket_timeout=0.5, retry=Retry(NoBackoff(), 0), health_check_interval=30
+    )
+
+
+class RetryCache:
+    """claim() before handling, store() after; a Redis failure degrades to "no dedupe", never an error."""
+
+    def __init__(
+        self,
+        client: redis.Redis,
+        lease_seconds: float = 10.0,
+        reply_ttl: int = REPLY_TTL_SECONDS,
+        wait_seconds: float = 1.0,
+        poll_seconds: float = 0.05,
+    ) -> None:
+        self.client = client
+        self.lease_ms = int(lease_seconds * 1000)
+        self.reply_ttl = reply_ttl
+        self.wait_seconds = wait_seconds
+        self.poll_seconds = poll_seconds
+        self._down_until = 0.0
+
+    def _redis_failed(self, error: Exception) -> None:
+        if time.monotonic() >= self._down_until:
+            log.warning("Redis unreachable (%s); answering without dedupe for %ss", type(error).__name__,
+                        REDIS_BACKOFF_SECONDS)
+        self._down_until = time.monotonic() + REDIS_BACKOFF_SECONDS
+
+    def _redis_usable(self) -> bool:
+        return time.monotonic() >= self._down_until
+
+    def claim(self, key: str) -> Claim:
+        if not self._redis_usable():
+            return Claim(Outcome.UNAVAILABLE, key)
+        try:
+            if self.client.set(key, PENDING, nx=True, px=self.lease_ms):
+                return Claim(Outcome.FIRST, key)
+            return self._await_first(key)
+        except redis.RedisError as error:
+            self._redis_failed(error)
+            return Claim(Outcome.UNAVAILABLE, key)
+
+    def _await_first(self, key: str) -> Claim:
+        deadline = time.monotonic() + self.wait_seconds
+        while True:
+            value = self.client.get(key)
+            if value is None:
+                # The first delivery died before storing a reply and its lease ran out: take over.
+                if self.client.set(key, PENDING, nx=True, px=self.lease_ms):
+                    return Claim(Outcome.FIRST, key)
+                continue
+            if value != PENDING:
+                reply = None if value == NOTHING else value.decode("utf-8")
+                return Claim(Outcome.DONE, key, reply)
+            if time.monotonic() >= deadline:
+                return Claim(Outcome.IN_PROGRESS, key)
+            time.sleep(self.poll_seconds)
+
+    def store(self, key: str, reply: str | None) -> None:
+        """Remember the reply (plaintext XML, before encryption) for the retries."""
+        if not self._redis_usable():
+            return
+        try:
+            self.client.set(key, NOTHING if reply is None else reply.encode("utf-8"), ex=self.reply_ttl)
+        except redis.RedisError as error:
+            self._redis_failed(error)

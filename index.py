@@ -1,0 +1,45 @@
+"""The web.py application: the URL map, and `application`, the WSGI callable that uWSGI loads."""
+
+from __future__ import annotations
+
+import logging
+import sys
+
+import web
+
+# Debug mode reloads modules on every request (about 10 times slower); production never wants it.
+web.config.debug = False
+
+import handle  # noqa: E402
+from config import ConfigError, load_settings  # noqa: E402
+from replies import RulesError  # noqa: E402
+
+urls = (
+    "/weixin", "handle.Handle",
+)
+
+
+def _start() -> web.application:
+    try:
+        settings = load_settings()
+    except ConfigError as error:
+        sys.stderr.write(f"configuration error: {error}\n")
+        raise SystemExit(2) from None
+    logging.basicConfig(
+        level=settings.log_level,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        stream=sys.stderr,
+    )
+    try:
+        handle.configure(settings)
+    except RulesError as error:
+        sys.stderr.write(f"replies file error:\n{error}\n")
+        raise SystemExit(2) from None
+    return web.application(urls, {"handle": handle})
+
+
+app = _start()
+application = app.wsgifunc()
+
+if __name__ == "__main__":
+    app.run()

@@ -1,0 +1,177 @@
+"""Turn a reply from the rules (or a handler's plain return value) into WeChat reply XML.
+
+Every string goes through `xml_safe_text`, so a follower's `]]>` or a control character in echoed text
+cannot break the XML; the reply classes are wechatpy's.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from typing import Any
+
+from wechatpy.replies import (
+    ArticlesReply,
+    BaseReply,
+    ImageReply,
+    MusicReply,
+    TextReply,
+    VideoReply,
+    VoiceReply,
+)
+
+from replies import MAX_ARTICLES_FOR_EVENT, MAX_ARTICLES_FOR_MESSAGE, Reply, Template, describe
+from utils import xml_safe_text
+
+log = logging.getLogger("render")
+
+
+class HandlerResultError(ValueError):
+    """A handler returned something that is not a reply."""
+
+
+def placeholder_values(message: Any) -> dict[str, str]:
+    """The values a text template may use, from the raw fields of the message (missing ones are empty)."""
+    data = getattr(message, "_data", {}) or {}
+
+    def raw(name: str) -> str:
+        value = data.get(name)
+        return "" if value is None or isinstance(value, dict | list) else str(value)
+
+    scan_info = data.get("ScanCodeInfo") if isinstance(data.get("ScanCodeInfo"), dict) else {}
+    pics_info = data.get("SendPicsInfo") if isinstance(data.get("SendPicsInfo"), dict) else {}
+    location_info = data.get("SendLocationInfo") if isinstance(data.get("SendLocationInfo"), dict) else {}
+    category, kind = describe(message)
+    return {
+        "content": raw("Content"),
+        "openid": raw("FromUserName"),
+        "account": raw("ToUserName"),
+        "msg_type": kind if category == "message" else "event",
+        "event": kind if category == "event" else "",
+        "event_key": raw("EventKey"),
+        "scene": str(getattr(message, "scene_id", "") or ""),
+        "recognition": raw("Recognition"),
+        "label": raw("Label") or str(location_info.get("Label") or ""),
+        "latitude": raw("Location_X") or raw("Latitude") or str(location_info.get("Location_X") or ""),
+        "longitude": raw("Location_Y") or raw("Longitude") or str(location_info.get("Location_Y") or ""),
+        "scale": raw("Scale") or str(location_info.get("Scale") or ""),
+        "precision": raw("Precision"),
+        "title": raw("Title"),
+        "description": raw("Description"),
+        "url": raw("Url") or (raw("EventKey") if kind == "view" else ""),
+        "scan_result": str(scan_info.get("ScanResult") or ""),
+        "scan_type": str(scan_info.get("ScanType") or ""),
+        "pic_count": str(pics_info.get("Count") or "0"),
+        "media_id": raw("MediaId"),
+        "format": raw("Format"),
+    }
+
+
+def _fill(template: Template, message: Any, cache: dict[str, dict[str, str]]) -> str:
+    if not template.fields:
+        return xml_safe_text(template.render({}))
+    if "values" not in cache:
+        cache["values"] = placeholder_values(message)
+    return xml_safe_text(template.render(cache["values"]))
+
+
+def _addressing(message: Any) -> dict[str, Any]:
+    """The To/From swap: we answer the follower (FromUserName) from the account (ToUserName)."""
+    return {
+        "source": xml_safe_text(message.target or ""),
+        "target": xml_safe_text(message.source or ""),
+        "time": int(time.time()),
+    }
+
+
+def max_articles_for(message: Any) -> int:
+    category, _ = describe(message)
+    return MAX_ARTICLES_FOR_EVENT if category == "event" else MAX_ARTICLES_FOR_MESSAGE
+
+
+def render_reply(reply: Reply | None, message: Any) -> str | None:
+    """The reply XML, or None when there is nothing to say (the caller answers `success`)."""
+    if reply is None:
+        return None
+    if reply.kind == "handler":
+        return render_reply(reply_from_value(reply.value(message), message), message)
+    cache: dict[str, dict[str, str]] = {}
+    head = _addressing(message)
+    if reply.kind == "text":
+        return TextReply(content=_fill(reply.value, message, cache), **head).render()
+    if reply.kind == "echo":
+        content = str(getattr(message, "content", "") or "")
+        return TextReply(content=xml_safe_text(content), **head).render() if content else None
+    if reply.kind == "image":
+        return ImageReply(media_id=xml_safe_text(reply.value), **head).render()
+    if reply.kind == "voice":
+        return VoiceReply(media_id=xml_safe_text(reply.value), **head).render()
+    if reply.kind == "video":
+        fields = {key: _fill(value, message, cache) for key, value in reply.value.items()}
+        return VideoReply(**fields, **head).render()
+    if reply.kind == "music":
+        fields = {key: _fill(value, message, cache) for key, value in reply.value.items()}
+        return MusicReply(**fields, **head).render()
+    if reply.kind == "news":
+        articles = [
+            {
+                "title": _fill(article["title"], message, cache),
+                "description": _fill(article["description"], message, cache),
+                "image": _fill(article["picurl"], message, cache),
+                "url": _fill(article["url"], message, cache),
+            }
+            for article in reply.value
+        ]
+        return ArticlesReply(articles=articles, **head).render()
+    raise ValueError(f"unknown reply kind {reply.kind!r}")
+
+
+def reply_from_value(value: Any, message: Any) -> Reply | None:
+    """A handler's plain return value as a Reply: None, text, a list of articles, or {kind: ...}."""
+    if value is None or value == "":
+        return None
+    if isinstance(value, Reply):
+        return value
+    if isinstance(value, BaseReply):
+        raise HandlerResultError("return plain values (text, articles, {kind: ...}), not wechatpy replies")
+    if isinstance(value, str):
+        return Reply("text", Template(value.replace("{", "{{").replace("}", "}}")))
+    if isinstance(value, list):
+        return _news_from_value(value, message)
+    if isinstance(value, dict) and len(value) == 1:
+        ((kind, content),) = value.items()
+        if kind == "text":
+            return reply_from_value(str(content), message)
+        if kind == "news":
+            return _news_from_value(content if isinstance(content, list) else [content], message)
+        if kind in ("image", "voice") and isinstance(content, str):
+            return Reply(kind, content)
+        if kind in ("video", "music") and isinstance(content, dict):
+            return Reply(kind, {key: _literal(text) for key, text in content.items()})
+    raise HandlerResultError(f"a handler returned {type(value).__name__}, which is not a reply")
+
+
+def _literal(text: Any) -> Template:
+    return Template(str(text or "").replace("{", "{{").replace("}", "}}"))
+
+
+def _news_from_value(items: list, message: Any) -> Reply:
+    limit = max_articles_for(message)
+    if len(items) > limit:
+        log.warning(
+            "handler returned %d articles; WeChat shows %d here, sending the first %d", len(items), limit, limit
+        )
+        items = items[:limit]
+    articles = []
+    for item in items:
+        if not isinstance(item, dict):
+            raise HandlerResultError("an article is a dict with title, description, picurl, url")
+        articles.append({
+            "title": _literal(item.get("title")),
+            "description": _literal(item.get("description")),
+            "picurl": _literal(item.get("picurl") or item.get("image")),
+            "url": _literal(item.get("url")),
+        })
+    if not articles:
+        raise HandlerResultError("a handler returned an empty list of articles")
+    return Reply("news", tuple(articles))

@@ -1,0 +1,521 @@
+"""The replies file: load and validate it, find the reply for a message, and reload it when it changes.
+
+`python -m replies check FILE` validates a file without starting anything.
+"""
+
+from __future__ import annotations
+
+import importlib
+import logging
+import os
+import re
+import string
+import sys
+import threading
+import time
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+log = logging.getLogger("replies")
+
+# Events are replies to a push, not to a follower's message: WeChat shows up to 8 articles for them.
+MAX_ARTICLES_FOR_MESSAGE = 1
+MAX_ARTICLES_FOR_EVENT = 8
+
+MESSAGE_KINDS = ("text", "image", "voice", "voice_unrecognized", "video", "shortvideo", "location", "link", "unknown")
+EVENT_KINDS = (
+    "subscribe", "unsubscribe", "scan", "location", "click", "view",
+    "scancode_push", "scancode_waitmsg", "pic_sysphoto", "pic_photo_or_album", "pic_weixin",
+    "location_select", "templatesendjobfinish", "masssendjobfinish", "unknown",
+)
+REPLY_KINDS = ("text", "news", "image", "voice", "video", "music", "echo", "handler")
+ARTICLE_KEYS = {"title", "description", "picurl", "url"}
+VIDEO_KEYS = {"media_id", "title", "description"}
+MUSIC_KEYS = {"title", "description", "music_url", "hq_music_url", "thumb_media_id"}
+TOP_LEVEL_KEYS = {"keywords", "default", "messages", "events", "menu", "scenes"}
+
+# What a text template may mention: values taken from the message, nothing else (no attribute access).
+PLACEHOLDERS = frozenset({
+    "content", "openid", "account", "msg_type", "event", "event_key", "scene", "recognition",
+    "label", "latitude", "longitude", "scale", "precision", "title", "description", "url",
+    "scan_result", "scan_type", "pic_count", "media_id", "format",
+})
+
+
+class RulesError(ValueError):
+    """The replies file is invalid; the message names the file, the line and the rule."""
+
+
+class _LineDict(dict):
+    line: int = 0
+
+
+class _LineLoader(yaml.SafeLoader):
+    """A safe YAML loader whose mappings remember their line, for error messages that point somewhere."""
+
+
+def _construct_mapping(loader: _LineLoader, node: yaml.MappingNode) -> _LineDict:
+    mapping = _LineDict(loader.construct_mapping(node, deep=True))
+    mapping.line = node.start_mark.line + 1
+    return mapping
+
+
+_LineLoader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _construct_mapping)
+
+
+@dataclass(frozen=True)
+class Template:
+    """A text with `{placeholders}` checked at load time; `fields` is empty for plain text."""
+
+    text: str
+    fields: frozenset[str] = frozenset()
+
+    def render(self, values: dict[str, str]) -> str:
+        if not self.fields:
+            return self.text.replace("{{", "{").replace("}}", "}")
+        return self.text.format_map(values)
+
+
+@dataclass(frozen=True)
+class Reply:
+    """What to answer: `kind` is one of REPLY_KINDS, `value` its checked content."""
+
+    kind: str
+    value: Any = None
+
+
+@dataclass(frozen=True)
+class KeywordRule:
+    position: int
+    how: str  # match, contains or regex
+    patterns: tuple[str, ...]
+    reply: Reply | None
+    case_sensitive: bool = False
+    regexes: tuple[re.Pattern[str], ...] = ()
+
+    @property
+    def label(self) -> str:
+        return f"keywords[{self.position}]:{self.how}:{self.patterns[0]}"
+
+    def matches(self, text: str, folded: str) -> bool:
+        if self.how == "contains":
+            haystack = text if self.case_sensitive else folded
+            return any(pattern in haystack for pattern in self.patterns)
+        if self.how == "regex":
+            return any(regex.search(text) for regex in self.regexes)
+        subject = text.strip() if self.case_sensitive else folded.strip()
+        return subject in self.patterns
+
+
+@dataclass(frozen=True)
+class Match:
+    """The reply found for a message and the rule that gave it (for the request log)."""
+
+    reply: Reply | None
+    rule: str
+
+
+@dataclass
+class RuleSet:
+    keywords: list[KeywordRule] = field(default_factory=list)
+    default: Reply | None = None
+    messages: dict[str, Reply | None] = field(default_factory=dict)
+    events: dict[str, Reply | None] = field(default_factory=dict)
+    menu: dict[str, Reply | None] = field(default_factory=dict)
+    scenes: dict[str, Reply | None] = field(default_factory=dict)
+    # Exact keywords live in a dict so that 10,000 of them cost one lookup, not a scan.
+    exact: dict[str, int] = field(default_factory=dict)
+    exact_case_sensitive: dict[str, int] = field(default_factory=dict)
+    scanned: list[KeywordRule] = field(default_factory=list)
+
+    def match_text(self, text: str) -> Match:
+        """The first keyword rule, in file order, that matches `text`; else the default reply."""
+        folded = text.casefold()
+        candidates = [
+            position
+            for position in (self.exact.get(folded.strip()), self.exact_case_sensitive.get(text.strip()))
+            if position is not None
+        ]
+        first_exact = min(candidates) if candidates else len(self.keywords)
+        for rule in self.scanned:
+            if rule.position > first_exact:
+                break
+            if rule.matches(text, folded):
+                return Match(rule.reply, rule.label)
+        if first_exact < len(self.keywords):
+            rule = self.keywords[first_exact]
+            return Match(rule.reply, rule.label)
+        return Match(self.default, "default")
+
+    def find_reply(self, message: Any) -> Match:
+        """The reply for a parsed wechatpy message or event (pure: no I/O)."""
+        category, kind = describe(message)
+        if category == "message":
+            if kind == "text":
+                return self.match_text(str(message.content or ""))
+            if kind == "voice":
+                if (message.recognition or "").strip():
+                    return Match(self.messages.get("voice"), "messages.voice")
+                return Match(self.messages.get("voice_unrecognized"), "messages.voice_unrecognized")
+            if kind not in MESSAGE_KINDS:
+                kind = "unknown"
+            return Match(self.messages.get(kind), f"messages.{kind}")
+        if kind in ("subscribe_scan", "scan"):
+            scene = str(message.scene_id or "")
+            if scene in self.scenes:
+                return Match(self.scenes[scene], f"scenes[{scene!r}]")
+            fallback = "subscribe" if kind == "subscribe_scan" else "scan"
+            return Match(self.events.get(fallback), f"events.{fallback}")
+        if kind == "subscribe_scan_product":
+            kind = "subscribe"
+        if kind == "click":
+            key = str(message.key or "")
+            if key in self.menu:
+                return Match(self.menu[key], f"menu[{key!r}]")
+            return Match(self.events.get("click"), "events.click (no menu rule)")
+        if kind not in EVENT_KINDS:
+            kind = "unknown"
+        return Match(self.events.get(kind), f"events.{kind}")
+
+
+def describe(message: Any) -> tuple[str, str]:
+    """("message", "text") or ("event", "subscribe"...), lower-cased as wechatpy dispatches them."""
+    message_type = str(getattr(message, "type", "unknown") or "unknown").lower()
+    if message_type == "event":
+        return "event", str(message.event or "unknown").lower()
+    raw = getattr(message, "_data", {}) or {}
+    if message_type == "unknown" and str(raw.get("MsgType", "")).lower() == "event":
+        return "event", str(raw.get("Event") or "unknown").lower()
+    if message_type == "unknown":
+        return "message", str(raw.get("MsgType") or "unknown").lower()
+    return "message", message_type
+
+
+# ---------------------------------------------------------------------------------------------
+# Loading and validation
+
+
+class _Checker:
+    """Turns the YAML document into a RuleSet, collecting errors with their line and rule."""
+
+    def __init__(self, path: str) -> None:
+        self.path = path
+        self.errors: list[str] = []
+
+    def error(self, where: str, line: int | None, problem: str) -> None:
+        at = f" line {line}" if line else ""
+        self.errors.append(f"{self.path}{at} ({where}): {problem}")
+
+    def template(self, where: str, line: int | None, text: Any) -> Template | None:
+        if not isinstance(text, str | int | float):
+            self.error(where, line, f"expected text, got {type(text).__name__}")
+            return None
+        text = str(text)
+        names: set[str] = set()
+        try:
+            for _literal, name, spec, conversion in string.Formatter().parse(text):
+                if name is None:
+                    continue
+                if name not in PLACEHOLDERS or spec or conversion:
+                    self.error(
+                        where, line,
+                        f"unknown placeholder {{{name}}}; use one of {', '.join(sorted(PLACEHOLDERS))} "
+                        "(write {{ and }} for literal braces)",
+                    )
+                    return None
+                names.add(name)
+        except ValueError as error:
+            self.error(where, line, f"bad braces in text ({error}); write {{{{ and }}}} for literal braces")
+            return None
+        return Template(text, frozenset(names))
+
+    def reply(self, where: str, line: int | None, raw: Any, max_articles: int) -> Reply | None:
+        if raw is None:
+            return None
+        if isinstance(raw, str | int | float):
+            template = self.template(where, line, raw)
+            return Reply("text", template) if template else None
+        if not isinstance(raw, dict):
+            self.error(where, line, "a reply is text, a mapping such as {text: ...}/{news: [...]}, or null")
+            return None
+        line = getattr(raw, "line", line)
+        kinds = [key for key in raw if key in REPLY_KINDS]
+        unknown = [key for key in raw if key not in REPLY_KINDS]
+        if unknown or len(kinds) != 1:
+            got = ", ".join(map(str, raw))
+            self.error(where, line, f"a reply needs exactly one of {', '.join(REPLY_KINDS)}; got {got}")
+            return None
+        kind = kinds[0]
+        value = raw[kind]
+        if kind == "text":
+            template = self.template(where, line, value)
+            return Reply("text", template) if template else None
+        if kind == "echo":
+            if value is not True:
+                self.error(where, line, "echo takes `true`")
+                return None
+            return Reply("echo")
+        if kind in ("image", "voice"):
+            if not isinstance(value, str) or not value.strip():
+                self.error(where, line, f"{kind} takes the media_id of uploaded material")
+                return None
+            return Reply(kind, value.strip())
+        if kind == "video":
+            return self._fields_reply(where, line, kind, value, VIDEO_KEYS, required={"media_id"})
+        if kind == "music":
+            return self._fields_reply(where, line, kind, value, MUSIC_KEYS, required={"thumb_media_id"})
+        if kind == "handler":
+            return self._handler(where, line, value)
+        return self._news(where, line, value, max_articles)
+
+    def _fields_reply(
+        self, where: str, line: int | None, kind: str, value: Any, allowed: set[str], required: set[str]
+    ) -> Reply | None:
+        if not isinstance(value, dict):
+            self.error(where, line, f"{kind} takes a mapping with {', '.join(sorted(allowed))}")
+            return None
+        extra = set(value) - allowed
+        missing = required - set(value)
+        if extra or missing:
+            problem = f"unknown keys {sorted(extra)}" if extra else f"missing {sorted(missing)}"
+            self.error(where, line, f"{kind}: {problem} (allowed: {', '.join(sorted(allowed))})")
+            return None
+        fields = {}
+        for key, text in value.items():
+            template = self.template(where, line, text if text is not None else "")
+            if template is None:
+                return None
+            fields[key] = template
+        return Reply(kind, fields)
+
+    def _news(self, where: str, line: int | None, value: Any, max_articles: int) -> Reply | None:
+        if isinstance(value, dict):
+            value = [value]
+        if not isinstance(value, list) or not value:
+            self.error(where, line, "news takes a list of articles (title, description, picurl, url)")
+            return None
+        if len(value) > max_articles:
+            context = "a reply to a follower's message" if max_articles == 1 else "an event reply"
+            self.error(
+                where, line,
+                f"news has {len(value)} articles but WeChat shows only {max_articles} in {context}; "
+                f"keep {max_articles}",
+            )
+            return None
+        articles = []
+        for article in value:
+            article_line = getattr(article, "line", line)
+            if not isinstance(article, dict):
+                self.error(where, article_line, "an article is a mapping with title, description, picurl, url")
+                return None
+            extra = set(article) - ARTICLE_KEYS
+            if extra:
+                self.error(
+                    where, article_line,
+                    f"unknown article keys {sorted(extra)} (allowed: description, picurl, title, url)",
+                )
+                return None
+            if not article.get("title") or not article.get("url"):
+                self.error(where, article_line, "an article needs at least a title and a url")
+                return None
+            fields = {}
+            for key in sorted(ARTICLE_KEYS):
+                template = self.template(where, article_line, article.get(key) or "")
+                if template is None:
+                    return None
+                fields[key] = template
+            articles.append(fields)
+        return Reply("news", tuple(articles))
+
+    def _handler(self, where: str, line: int | None, value: Any) -> Reply | None:
+        if not isinstance(value, str) or ":" not in value:
+            self.error(where, line, "handler takes 'module:function'")
+            return None
+        module_name, _, function_name = value.partition(":")
+        try:
+            function = getattr(importlib.import_module(module_name), function_name)
+        except (ImportError, AttributeError) as error:
+            self.error(where, line, f"handler {value!r} cannot be imported: {error}")
+            return None
+        if not callable(function):
+            self.error(where, line, f"handler {value!r} is not callable")
+            return None
+        return Reply("handler", function)
+
+    def keyword_rule(self, position: int, raw: Any) -> KeywordRule | None:
+        where = f"keywords[{position}]"
+        line = getattr(raw, "line", None)
+        if not isinstance(raw, dict):
+            self.error(where, line, "a keyword rule is a mapping: {match|contains|regex: ..., reply: ...}")
+            return None
+        hows = [key for key in ("match", "contains", "regex") if key in raw]
+        extra = set(raw) - {"match", "contains", "regex", "reply", "case_sensitive"}
+        if len(hows) != 1 or extra or "reply" not in raw:
+            self.error(
+                where, line,
+                "a keyword rule needs exactly one of match/contains/regex, and reply"
+                + (f" (unknown keys: {sorted(map(str, extra))})" if extra else ""),
+            )
+            return None
+        how = hows[0]
+        case_sensitive = bool(raw.get("case_sensitive", False))
+        patterns_raw = raw[how] if isinstance(raw[how], list) else [raw[how]]
+        if not patterns_raw or not all(isinstance(p, str | int | float) and str(p).strip() for p in patterns_raw):
+            self.error(where, line, f"{how} needs non-empty text (or a list of texts)")
+            return None
+        patterns = tuple(str(p) if how == "regex" else str(p).strip() for p in patterns_raw)
+        regexes: tuple[re.Pattern[str], ...] = ()
+        if how == "regex":
+            try:
+                flags = 0 if case_sensitive else re.IGNORECASE
+                regexes = tuple(re.compile(pattern, flags) for pattern in patterns)
+            except re.error as error:
+                self.error(where, line, f"bad regex {patterns[0]!r}: {error}")
+                return None
+        elif not case_sensitive:
+            patterns = tuple(pattern.casefold() for pattern in patterns)
+        reply = self.reply(f"{where} {how} {patterns[0]!r}", line, raw["reply"], MAX_ARTICLES_FOR_MESSAGE)
+        if raw["reply"] is not None and reply is None:
+            return None
+        return KeywordRule(position, how, patterns, reply, case_sensitive, regexes)
+
+    def section(self, document: dict, name: str, allowed: Iterable[str] | None, max_articles: int) -> dict:
+        raw = document.get(name) or {}
+        line = getattr(document, "line", None)
+        if not isinstance(raw, dict):
+            self.error(name, line, f"{name} is a mapping of name -> reply")
+            return {}
+        line = getattr(raw, "line", line)
+        result: dict[str, Reply | None] = {}
+        for key, value in raw.items():
+            key = str(key)
+            if allowed is not None and key not in allowed:
+                self.error(f"{name}.{key}", line, f"unknown {name} kind; known: {', '.join(allowed)}")
+                continue
+            result[key] = self.reply(f"{name}.{key}", line, value, max_articles)
+        return result
+
+
+def parse_rules(text: str, path: str = "replies.yaml") -> RuleSet:
+    """A RuleSet from YAML text; raises RulesError listing every problem found."""
+    try:
+        document = yaml.load(text, Loader=_LineLoader)
+    except yaml.YAMLError as error:
+        mark = getattr(error, "problem_mark", None)
+        at = f" line {mark.line + 1}" if mark else ""
+        raise RulesError(f"{path}{at}: not valid YAML: {getattr(error, 'problem', error)}") from None
+    if document is None:
+        document = _LineDict()
+    if not isinstance(document, dict):
+        raise RulesError(f"{path}: the file must be a mapping with keywords/default/messages/events/menu/scenes")
+    checker = _Checker(path)
+    unknown = set(document) - TOP_LEVEL_KEYS
+    if unknown:
+        checker.error("top level", getattr(document, "line", None), f"unknown sections {sorted(map(str, unknown))}")
+    rules = RuleSet()
+    keywords = document.get("keywords") or []
+    if not isinstance(keywords, list):
+        checker.error("keywords", None, "keywords is a list of rules")
+        keywords = []
+    for position, raw in enumerate(keywords):
+        rule = checker.keyword_rule(position, raw)
+        if rule is None:
+            continue
+        rules.keywords.append(rule)
+    # Positions must index rules.keywords even when a broken rule was dropped (the load fails anyway).
+    rules.keywords = [
+        KeywordRule(index, r.how, r.patterns, r.reply, r.case_sensitive, r.regexes)
+        for index, r in enumerate(rules.keywords)
+    ]
+    for rule in rules.keywords:
+        if rule.how == "match":
+            table = rules.exact_case_sensitive if rule.case_sensitive else rules.exact
+            for pattern in rule.patterns:
+                table.setdefault(pattern, rule.position)
+        else:
+            rules.scanned.append(rule)
+    rules.default = checker.reply("default", getattr(document, "line", None), document.get("default"), 1)
+    rules.messages = checker.section(document, "messages", MESSAGE_KINDS, MAX_ARTICLES_FOR_MESSAGE)
+    rules.events = checker.section(document, "events", EVENT_KINDS, MAX_ARTICLES_FOR_EVENT)
+    rules.menu = checker.section(document, "menu", None, MAX_ARTICLES_FOR_EVENT)
+    rules.scenes = checker.section(document, "scenes", None, MAX_ARTICLES_FOR_EVENT)
+    if checker.errors:
+        raise RulesError("\n".join(checker.errors))
+    return rules
+
+
+def load_rules(path: Path | str) -> RuleSet:
+    path = Path(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise RulesError(f"{path}: no such file (set REPLIES_FILE)") from None
+    except (OSError, UnicodeDecodeError) as error:
+        raise RulesError(f"{path}: cannot be read: {error}") from None
+    return parse_rules(text, str(path))
+
+
+class ReplyBook:
+    """The current rules, reloaded when the file changes; an invalid edit keeps the last good rules."""
+
+    def __init__(self, path: Path | str, check_interval: float = 1.0, clock: Callable[[], float] = time.monotonic):
+        self.path = Path(path)
+        self.check_interval = check_interval
+        self.clock = clock
+        self._lock = threading.Lock()
+        self._signature = self._file_signature()
+        self.rules = load_rules(self.path)  # at start-up an invalid file is fatal
+        self._next_check = clock() + check_interval
+
+    def _file_signature(self) -> tuple[int, int] | None:
+        try:
+            stat = os.stat(self.path)
+        except OSError:
+            return None
+        return (stat.st_mtime_ns, stat.st_size)
+
+    def current(self) -> RuleSet:
+        now = self.clock()
+        if now >= self._next_check and self._lock.acquire(blocking=False):
+            try:
+                self._next_check = now + self.check_interval
+                signature = self._file_signature()
+                if signature != self._signature:
+                    self._signature = signature
+                    self._reload()
+            finally:
+                self._lock.release()
+        return self.rules
+
+    def _reload(self) -> None:
+        try:
+            self.rules = load_rules(self.path)
+        except RulesError as error:
+            log.error("replies file changed but is invalid; keeping the last good rules:\n%s", error)
+            return
+        log.info("replies file reloaded: %s (%d keyword rules)", self.path, len(self.rules.keywords))
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = sys.argv[1:] if argv is None else argv
+    if len(args) != 2 or args[0] != "check":
+        print("usage: python -m replies check FILE", file=sys.stderr)
+        return 2
+    try:
+        rules = load_rules(args[1])
+    except RulesError as error:
+        print(error, file=sys.stderr)
+        return 1
+    print(
+        f"{args[1]}: OK — {len(rules.keywords)} keyword rules, {len(rules.menu)} menu keys, "
+        f"{len(rules.scenes)} QR scenes, default: {rules.default.kind if rules.default else 'nothing'}"
+    )
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,111 @@
+"""The retry cache against a real Redis: one handling per message, the same reply for retries, no Redis no error."""
+
+from __future__ import annotations
+
+import threading
+import time
+
+import redis
+import wechatpy
+
+from dedupe import NOTHING, PENDING, Outcome, RetryCache, fail_fast_client, message_key
+from processes import free_port
+from tests.wechat_requests import fixture
+
+
+def parsed(name: str, **replace: str):
+    text = fixture(name).decode()
+    for old, new in replace.items():
+        text = text.replace(old, new)
+    return wechatpy.parse_message(text)
+
+
+def test_message_key_uses_appid_and_msgid() -> None:
+    assert message_key("wxapp", parsed("messages/text.xml")) == "wechat:msg:wxapp:id:6054768590064713728"
+
+
+def test_event_keys_separate_distinct_events_in_the_same_second() -> None:
+    subscribe = message_key("wxapp", parsed("events/subscribe.xml"))
+    location = message_key("wxapp", parsed("events/location.xml"))
+    click_a = message_key("wxapp", parsed("events/click.xml"))
+    click_b = message_key("wxapp", parsed("events/click.xml", V1001_TODAY="V1002_ABOUT"))
+    assert len({subscribe, location, click_a, click_b}) == 4
+    assert message_key("wxapp", parsed("events/click.xml")) == click_a  # a retry is the same key
+
+
+def test_event_key_contains_no_raw_event_key_text() -> None:
+    key = message_key("wxapp", parsed("events/view.xml"))
+    assert "example.com" not in key and key.startswith("wechat:msg:wxapp:ev:")
+
+
+def test_first_claim_handles_and_retries_get_the_stored_reply(redis_client: redis.Redis) -> None:
+    cache = RetryCache(redis_client)
+    first = cache.claim("wechat:msg:a:id:1")
+    assert first.outcome is Outcome.FIRST
+    cache.store(first.key, "<xml>reply</xml>")
+    for _ in range(3):
+        retry = cache.claim("wechat:msg:a:id:1")
+        assert retry.outcome is Outcome.DONE and retry.reply == "<xml>reply</xml>"
+    ttl = redis_client.ttl("wechat:msg:a:id:1")
+    assert 60 < ttl <= 300
+
+
+def test_nothing_to_say_is_remembered_too(redis_client: redis.Redis) -> None:
+    cache = RetryCache(redis_client)
+    cache.store(cache.claim("k").key, None)
+    assert redis_client.get("k") == NOTHING
+    retry = cache.claim("k")
+    assert retry.outcome is Outcome.DONE and retry.reply is None
+
+
+def test_a_retry_during_handling_waits_for_the_first_reply(redis_client: redis.Redis) -> None:
+    cache = RetryCache(redis_client, wait_seconds=2.0)
+    assert cache.claim("k").outcome is Outcome.FIRST
+    threading.Timer(0.3, cache.store, args=("k", "<xml>late</xml>")).start()
+    retry = cache.claim("k")
+    assert retry.outcome is Outcome.DONE and retry.reply == "<xml>late</xml>"
+
+
+def test_a_retry_gives_up_waiting_when_the_first_is_still_running(redis_client: redis.Redis) -> None:
+    cache = RetryCache(redis_client, wait_seconds=0.2)
+    cache.claim("k")
+    started = time.monotonic()
+    assert cache.claim("k").outcome is Outcome.IN_PROGRESS
+    assert time.monotonic() - started < 2
+
+
+def test_a_claim_whose_handler_died_expires_and_is_taken_over(redis_client: redis.Redis) -> None:
+    cache = RetryCache(redis_client, lease_seconds=0.2, wait_seconds=1.0)
+    assert cache.claim("k").outcome is Outcome.FIRST
+    assert redis_client.get("k") == PENDING
+    assert cache.claim("k").outcome is Outcome.FIRST  # the lease ran out while waiting
+
+
+def test_concurrent_deliveries_are_handled_once(redis_client: redis.Redis) -> None:
+    cache = RetryCache(redis_client, wait_seconds=2.0)
+    outcomes: list[Outcome] = []
+
+    def deliver() -> None:
+        claim = cache.claim("k")
+        outcomes.append(claim.outcome)
+        if claim.outcome is Outcome.FIRST:
+            time.sleep(0.2)
+            cache.store(claim.key, "<xml>once</xml>")
+
+    threads = [threading.Thread(target=deliver) for _ in range(8)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert outcomes.count(Outcome.FIRST) == 1 and outcomes.count(Outcome.DONE) == 7
+
+
+def test_without_redis_messages_are_answered_without_dedupe(caplog) -> None:
+    unreachable = fail_fast_client(f"redis://127.0.0.1:{free_port()}/0")
+    cache = RetryCache(unreachable)
+    started = time.monotonic()
+    assert cache.claim("k").outcome is Outcome.UNAVAILABLE
+    cache.store("k", "<xml/>")
+    assert cache.claim("k").outcome is Outcome.UNAVAILABLE  # no second connection attempt while backing off
+    assert time.monotonic() - started < 2
+    assert caplog.text.count("Redis unreachable") == 1
