@@ -1,0 +1,160 @@
+"""Fixtures for the token service: a fake WeChat on loopback with short token lifetimes, and
+token daemons as real subprocesses or as threads of the test process."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import sys
+import threading
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+import redis
+
+from processes import PROJECT_ROOT, ManagedProcess, RedisServer
+from sandbox.platform import DEFAULT_SECRET, FakeWeChat
+from sandbox.server import SandboxServer
+from token_service.daemon import TokenDaemon
+from token_service.settings import load_token_settings
+from token_service.store import Credential, TokenStore
+
+# Short cycles: a stable token lives 9 s and is rotated in its last 4 s.
+LIFETIME = 9.0
+OVERLAP = 4.0
+NO_DOTENV = Path("/nonexistent/.env")
+
+
+def wait_until(predicate: Callable[[], object], timeout: float, interval: float = 0.02) -> object:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(interval)
+    raise AssertionError(f"condition not met within {timeout}s")
+
+
+@pytest.fixture()
+def make_sandbox() -> Iterator[Callable[..., SandboxServer]]:
+    """Start a fake WeChat (FakeWeChat keyword arguments) on a free port; stopped after the test."""
+    servers: list[SandboxServer] = []
+
+    def make(**options: object) -> SandboxServer:
+        options.setdefault("token_lifetime", LIFETIME)
+        options.setdefault("overlap", OVERLAP)
+        server = SandboxServer(FakeWeChat(**options)).start()
+        servers.append(server)
+        return server
+
+    yield make
+    for server in servers:
+        server.stop()
+
+
+@pytest.fixture()
+def sandbox(make_sandbox: Callable[..., SandboxServer]) -> SandboxServer:
+    return make_sandbox(stable_force_spacing=0)
+
+
+def daemon_env(sandbox: SandboxServer, redis_server: RedisServer, **extra: str) -> dict[str, str]:
+    env = {
+        "WECHAT_APPID": sandbox.platform.appid,
+        "WECHAT_APPSECRET": DEFAULT_SECRET,
+        "REDIS_URL": redis_server.url,
+        "WECHAT_API_BASE": sandbox.url,
+        "TOKEN_OVERLAP_SECONDS": str(OVERLAP),
+        "TOKEN_EXPIRY_MARGIN_SECONDS": "0.8",
+        "TOKEN_LOCK_LEASE_SECONDS": "1",
+        "TOKEN_HTTP_TIMEOUT_SECONDS": "2",
+        "TOKEN_BACKOFF_SECONDS": "0.2",
+        "TOKEN_BACKOFF_CAP_SECONDS": "1",
+        "TOKEN_FORCE_SPACING_SECONDS": "0",
+        "LOG_LEVEL": "INFO",
+    }
+    env.update(extra)
+    return env
+
+
+@pytest.fixture()
+def start_daemon_process(tmp_path: Path) -> Iterator[Callable[..., ManagedProcess]]:
+    """`python -m token_service run` as a real process (own process group), stopped after the test."""
+    processes: list[ManagedProcess] = []
+
+    def start(env: dict[str, str], name: str = "daemon") -> ManagedProcess:
+        full_env = {key: value for key, value in os.environ.items() if not key.startswith(("WECHAT_", "TOKEN_"))}
+        full_env.update(env)
+        full_env["PYTHONPATH"] = str(PROJECT_ROOT)
+        argv = [sys.executable, "-m", "token_service", "run"]
+        process = ManagedProcess(name, argv, tmp_path / f"{name}-{len(processes)}.log", env=full_env).start()
+        processes.append(process)
+        return process
+
+    yield start
+    for process in processes:
+        process.stop(timeout=5)
+
+
+@pytest.fixture()
+def start_daemon_thread() -> Iterator[Callable[..., TokenDaemon]]:
+    """A TokenDaemon running in a thread of the test process (fast; caplog sees its lines)."""
+    running: list[tuple[TokenDaemon, threading.Thread]] = []
+
+    def start(env: dict[str, str], name: str = "daemon") -> TokenDaemon:
+        settings = load_token_settings(env, dotenv_path=NO_DOTENV)
+        daemon = TokenDaemon(settings, redis.Redis.from_url(settings.redis_url))
+        thread = threading.Thread(target=daemon.run, name=name, daemon=True)
+        thread.start()
+        running.append((daemon, thread))
+        return daemon
+
+    yield start
+    for daemon, _ in running:
+        daemon.stop()
+    for _, thread in running:
+        thread.join(5)
+
+
+def seed_token(client: redis.Redis, appid: str, value: str, remaining: float, margin: float = 0.8) -> None:
+    """Store a token as a previous leader would have (lock taken and released around the write)."""
+    store = TokenStore(client, appid)
+    assert store.acquire_lock("seed", 5)
+    now = time.time()
+    assert store.write("access_token", "seed", Credential(value, now, now + remaining, "stable"), margin)
+    store.release_lock("seed")
+
+
+@contextlib.contextmanager
+def token_watcher(client: redis.Redis, key: str, interval: float = 0.02) -> Iterator[dict]:
+    """Poll a token key in the background: every distinct value seen, gaps, keys without TTL."""
+    seen: dict = {"values": [], "gaps": 0, "without_ttl": 0, "polls": 0}
+    stop = threading.Event()
+
+    def watch() -> None:
+        local = redis.Redis(connection_pool=client.connection_pool)
+        while not stop.is_set():
+            pipe = local.pipeline()
+            pipe.get(key)
+            pipe.pttl(key)
+            value, ttl = pipe.execute()
+            seen["polls"] += 1
+            if value is None:
+                if seen["values"]:
+                    seen["gaps"] += 1
+            else:
+                if ttl < 0:
+                    seen["without_ttl"] += 1
+                value = value.decode()
+                if not seen["values"] or seen["values"][-1] != value:
+                    seen["values"].append(value)
+            stop.wait(interval)
+
+    thread = threading.Thread(target=watch, name="watcher", daemon=True)
+    thread.start()
+    try:
+        yield seen
+    finally:
+        stop.set()
+        thread.join(5)

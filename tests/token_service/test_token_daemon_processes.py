@@ -1,0 +1,243 @@
+"""Token daemons as real processes against the fake WeChat and a real Redis: one refresher among
+several, no gap, compare-and-refresh, failover on SIGKILL, clean SIGTERM, warm start, no leaks."""
+
+from __future__ import annotations
+
+import collections
+import json
+import signal
+import threading
+import time
+from collections.abc import Callable
+
+import redis
+import requests
+
+from processes import ManagedProcess, RedisServer
+from sandbox.platform import DEFAULT_SECRET
+from sandbox.server import SandboxServer
+from tests.token_service.conftest import OVERLAP, daemon_env, seed_token, token_watcher, wait_until
+from token_service.consumer import TokenUnavailable, get_access_token, request_refresh
+from token_service.store import TokenStore
+
+STABLE = "/cgi-bin/stable_token"
+REJECTED = {40001, 40014, 42001}
+
+
+def token_key(appid: str) -> str:
+    return f"wechat:access_token:{appid}"
+
+
+def fetch_stable_token_directly(sandbox: SandboxServer, force: bool = False) -> dict:
+    """What another system sharing the AppSecret would do (counts as an upstream call)."""
+    body = {"grant_type": "client_credential", "appid": sandbox.platform.appid, "secret": DEFAULT_SECRET,
+            "force_refresh": force}
+    return requests.post(sandbox.url + STABLE, json=body, timeout=5).json()
+
+
+def leader_pid(store: TokenStore) -> int | None:
+    holder = store.lock_holder()
+    return int(holder.split(":")[1]) if holder else None
+
+
+class Consumers:
+    """N threads that read the token from Redis and use it on a WeChat API, recording the answers."""
+
+    def __init__(self, client: redis.Redis, sandbox: SandboxServer, count: int) -> None:
+        self.client, self.sandbox, self.count = client, sandbox, count
+        self.stop = threading.Event()
+        self.errcodes: collections.Counter[int] = collections.Counter()
+        self.unavailable_after_first = 0
+        self.lock = threading.Lock()
+        self.threads = [threading.Thread(target=self._run, daemon=True) for _ in range(count)]
+
+    def _run(self) -> None:
+        session = requests.Session()
+        had_token = False
+        appid = self.sandbox.platform.appid
+        while not self.stop.is_set():
+            try:
+                token = get_access_token(self.client, appid)
+            except TokenUnavailable:
+                with self.lock:
+                    self.unavailable_after_first += had_token
+                self.stop.wait(0.05)
+                continue
+            had_token = True
+            answer = session.get(
+                self.sandbox.url + "/cgi-bin/getcallbackip", params={"access_token": token}, timeout=5
+            ).json()
+            with self.lock:
+                self.errcodes[answer.get("errcode", 0)] += 1
+            self.stop.wait(0.03)
+
+    def __enter__(self) -> Consumers:
+        for thread in self.threads:
+            thread.start()
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.stop.set()
+        for thread in self.threads:
+            thread.join(10)
+
+
+def test_three_daemons_and_twenty_consumers_make_one_token_call_per_cycle(
+    make_sandbox: Callable[..., SandboxServer],
+    redis_server: RedisServer,
+    redis_client: redis.Redis,
+    start_daemon_process: Callable[..., ManagedProcess],
+) -> None:
+    sandbox = make_sandbox()
+    platform = sandbox.platform
+    env = daemon_env(sandbox, redis_server)
+    key = token_key(platform.appid)
+    with token_watcher(redis_client, key) as seen, Consumers(redis_client, sandbox, 20) as consumers:
+        daemons = [start_daemon_process(env, f"daemon{index}") for index in range(3)]
+        # The first token, then three rotations (each cycle is lifetime - lead, about 6 s).
+        wait_until(lambda: len(seen["values"]) >= 4, timeout=40, interval=0.1)
+        calls = platform.calls(STABLE)
+    assert calls == len(seen["values"]) == 4, (calls, platform.call_counts())
+    assert consumers.errcodes[0] > 200
+    assert not REJECTED & set(consumers.errcodes), consumers.errcodes
+    assert consumers.unavailable_after_first == 0
+    assert seen["gaps"] == 0 and seen["without_ttl"] == 0
+    assert platform.calls("/cgi-bin/token") == 0  # stable_token is the default
+    for daemon in daemons:
+        assert daemon.alive()
+        assert daemon.stop() == 0
+        log = daemon.log_text()
+        assert DEFAULT_SECRET not in log
+        assert not any(token in log for token in seen["values"])
+    assert sum("is now the leader" in daemon.log_text() for daemon in daemons) == 1
+
+
+def test_twenty_reports_of_the_same_invalid_token_cause_one_refresh(
+    sandbox: SandboxServer,
+    redis_server: RedisServer,
+    redis_client: redis.Redis,
+    start_daemon_process: Callable[..., ManagedProcess],
+) -> None:
+    platform = sandbox.platform
+    start_daemon_process(daemon_env(sandbox, redis_server, TOKEN_JSAPI_TICKET="0"))
+    start_daemon_process(daemon_env(sandbox, redis_server, TOKEN_JSAPI_TICKET="0"))
+    stale = wait_until(lambda: redis_client.get(token_key(platform.appid)), timeout=10).decode()
+    fetch_stable_token_directly(sandbox, force=True)  # someone else invalidates our token
+    assert not platform.is_token_valid(stale)
+    calls_before = platform.calls(STABLE)
+
+    barrier = threading.Barrier(20)
+    results: list[tuple[int, str, int]] = []
+
+    def consumer() -> None:
+        session = requests.Session()
+        token = get_access_token(redis_client, platform.appid)
+        barrier.wait()
+        first = session.get(sandbox.url + "/cgi-bin/getcallbackip", params={"access_token": token}, timeout=5)
+        fresh = request_refresh(token, wait=5, redis_client=redis_client, appid=platform.appid)
+        second = session.get(sandbox.url + "/cgi-bin/getcallbackip", params={"access_token": fresh}, timeout=5)
+        results.append((first.json()["errcode"], fresh, second.json().get("errcode", 0)))
+
+    threads = [threading.Thread(target=consumer) for _ in range(20)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(15)
+    assert len(results) == 20
+    assert {first for first, _, _ in results} == {40001}
+    assert len({fresh for _, fresh, _ in results}) == 1
+    assert {second for _, _, second in results} == {0}
+    assert platform.calls(STABLE) == calls_before + 1
+
+
+def test_follower_refreshes_before_expiry_when_the_leader_is_killed(
+    make_sandbox: Callable[..., SandboxServer],
+    redis_server: RedisServer,
+    redis_client: redis.Redis,
+    start_daemon_process: Callable[..., ManagedProcess],
+) -> None:
+    sandbox = make_sandbox()
+    platform = sandbox.platform
+    env = daemon_env(sandbox, redis_server, TOKEN_JSAPI_TICKET="0")
+    store = TokenStore(redis_client, platform.appid)
+    daemons = [start_daemon_process(env, "first"), start_daemon_process(env, "second")]
+    first_token = wait_until(lambda: store.read(), timeout=10)
+    with token_watcher(redis_client, token_key(platform.appid)) as seen:
+        # Kill the leader just before its refresh window (it refreshes in the last 0.6-0.9 x overlap).
+        time.sleep(max(0.0, first_token.remaining() - OVERLAP * 0.9 - 0.15))
+        pid = leader_pid(store)
+        leader = next(daemon for daemon in daemons if daemon.pid == pid)
+        follower = next(daemon for daemon in daemons if daemon.pid != pid)
+        assert platform.calls(STABLE) == 1
+        leader.send_signal(signal.SIGKILL)
+        second_token = wait_until(
+            lambda: (credential := store.read()) and credential.value != first_token.value and credential,
+            timeout=first_token.remaining() + 2,
+        )
+        assert second_token.fetched_at < first_token.expires_at - 0.8  # before the Redis copy expired
+        assert leader_pid(store) == follower.pid
+        time.sleep(0.3)
+    assert seen["gaps"] == 0
+    assert store.meta()["leader"].split(":")[1] == str(follower.pid)
+    assert platform.is_token_valid(second_token.value)
+    assert platform.calls(STABLE) == 2
+
+
+def test_sigterm_releases_the_lock_and_exits_zero_so_a_follower_takes_over_at_once(
+    sandbox: SandboxServer,
+    redis_server: RedisServer,
+    redis_client: redis.Redis,
+    start_daemon_process: Callable[..., ManagedProcess],
+) -> None:
+    env = daemon_env(sandbox, redis_server, TOKEN_LOCK_LEASE_SECONDS="20", TOKEN_JSAPI_TICKET="0")
+    store = TokenStore(redis_client, sandbox.platform.appid)
+    first = start_daemon_process(env, "first")
+    wait_until(lambda: store.read(), timeout=10)
+    assert leader_pid(store) == first.pid
+    second = start_daemon_process(env, "second")
+    time.sleep(0.5)
+    started = time.monotonic()
+    first.send_signal(signal.SIGTERM)
+    first.process.wait(5)
+    assert first.process.returncode == 0
+    # A 20 s lease: taking over within 3 s means the lock was released, not left to expire.
+    wait_until(lambda: leader_pid(store) == second.pid, timeout=3)
+    assert time.monotonic() - started < 3
+    assert "released the leader lock" in first.log_text()
+    assert sandbox.platform.calls(STABLE) == 1  # the new leader reuses the stored token
+
+
+def test_warm_start_reuses_a_valid_token_instead_of_fetching(
+    sandbox: SandboxServer,
+    redis_server: RedisServer,
+    redis_client: redis.Redis,
+    start_daemon_process: Callable[..., ManagedProcess],
+) -> None:
+    platform = sandbox.platform
+    answer = fetch_stable_token_directly(sandbox)
+    seed_token(redis_client, platform.appid, answer["access_token"], answer["expires_in"])
+    daemon = start_daemon_process(daemon_env(sandbox, redis_server))
+    store = TokenStore(redis_client, platform.appid)
+    wait_until(lambda: leader_pid(store) == daemon.pid, timeout=10)
+    wait_until(lambda: redis_client.get(f"wechat:jsapi_ticket:{platform.appid}"), timeout=5)
+    assert platform.calls(STABLE) == 1  # only ours above
+    assert get_access_token(redis_client, platform.appid) == answer["access_token"]
+    assert "reusing stored access_token" in daemon.log_text()
+    assert 0 < redis_client.pttl(token_key(platform.appid)) < answer["expires_in"] * 1000
+
+
+def test_daemon_stores_the_jsapi_ticket_with_a_ttl_and_its_metadata(
+    sandbox: SandboxServer,
+    redis_server: RedisServer,
+    redis_client: redis.Redis,
+    start_daemon_process: Callable[..., ManagedProcess],
+) -> None:
+    start_daemon_process(daemon_env(sandbox, redis_server))
+    key = f"wechat:jsapi_ticket:{sandbox.platform.appid}"
+    ticket = wait_until(lambda: redis_client.get(key), timeout=10).decode()
+    state = requests.get(sandbox.url + "/sandbox/state", timeout=5).json()
+    assert state["tokens"]["jsapi_ticket"] == ticket[:6] + "..."
+    assert 0 < redis_client.pttl(key) <= 7200 * 1000
+    meta = {name.decode(): value.decode() for name, value in redis_client.hgetall(key + ":meta").items()}
+    assert meta["source"] == "getticket"
+    assert json.dumps(meta).find(ticket) == -1
