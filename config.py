@@ -80,7 +80,9 @@ def load_settings(environ: Mapping[str, str] | None = None, dotenv_path: Path | 
     """Settings from `environ` (default: os.environ), with `.env` filling in what is not set."""
     if environ is None:
         environ = os.environ
-    dotenv = _read_dotenv(dotenv_path if dotenv_path is not None else PROJECT_ROOT / ".env")
+    if dotenv_path is None:
+        dotenv_path = Path(environ.get("DOTENV_FILE") or PROJECT_ROOT / ".env")
+    dotenv = _read_dotenv(dotenv_path)
     env = {**dotenv, **environ}
 
     def get(name: str, default: str = "") -> str:

@@ -36,3 +36,38 @@ def redis_client(redis_server: RedisServer) -> Iterator[redis.Redis]:
 
 def fixture_bytes(name: str) -> bytes:
     return (FIXTURES / name).read_bytes()
+
+
+TEST_TOKEN = "testtoken2026"
+TEST_APPID = "wx2c2769f8efd9abc2"
+TEST_AES_KEY = "abcdefghijklmnopqrstuvwxyz0123456789ABCDEFG"
+
+
+@pytest.fixture(scope="session")
+def start_app(tmp_path_factory: pytest.TempPathFactory, redis_server: RedisServer):
+    """Start the message server under real uWSGI with extra environment; servers are shared per env and
+    stopped at the end of the run. Returns the AppServer (`.url`, `.process.log_text()`)."""
+    from processes import AppServer
+
+    servers: dict[tuple, AppServer] = {}
+
+    def start(**env: str) -> AppServer:
+        full_env = {
+            "WECHAT_TOKEN": TEST_TOKEN,
+            "WECHAT_APPID": TEST_APPID,
+            "WECHAT_ENCODING_AES_KEY": TEST_AES_KEY,
+            "REDIS_URL": redis_server.url,
+            "LOG_LEVEL": "INFO",
+            "DOTENV_FILE": "/dev/null",  # a developer's .env must not leak into the tests
+            **env,
+        }
+        full_env = {key: value for key, value in full_env.items() if value is not None}
+        key = tuple(sorted(full_env.items()))
+        if key not in servers:
+            directory = tmp_path_factory.mktemp("app")
+            servers[key] = AppServer(directory, full_env).start()
+        return servers[key]
+
+    yield start
+    for server in servers.values():
+        server.stop()
