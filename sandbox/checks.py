@@ -127,10 +127,11 @@ def _last_line(body: bytes) -> str:
     return lines[-1][:200] if lines else ""
 
 
-def _describe_no_answer(delivery: Delivery) -> str:
+def _describe_no_answer(delivery: Delivery, timed_out: bool) -> str:
     failures = "; ".join(f"#{a.number}: {a.failure}" for a in delivery.attempts)
+    gave_up = f"after {delivery.timeout:g} s" if timed_out else f"after {len(delivery.attempts)} deliveries"
     return (
-        f"WeChat gave up after {delivery.timeout:g} s; the follower sees {UNAVAILABLE} "
+        f"WeChat gave up {gave_up}; the follower sees {UNAVAILABLE} "
         f"(no usable answer to {len(delivery.attempts)} deliveries of the same request — {failures})"
     )
 
@@ -150,12 +151,8 @@ def _check_transport(delivery: Delivery, verdict: Verdict) -> bool:
                     "traceback",
                     f"the 500 body is a Python traceback ({_last_line(final.body)}): it leaks code details",
                 )
-        code = (
-            "timeout"
-            if any("within" in a.failure or "took" in a.failure for a in delivery.attempts)
-            else "no_answer"
-        )
-        verdict.add(code, _describe_no_answer(delivery))
+        timed_out = any(attempt.timed_out for attempt in delivery.attempts)
+        verdict.add("timeout" if timed_out else "no_answer", _describe_no_answer(delivery, timed_out))
         return False
     if len(delivery.attempts) > 1:
         missed = "; ".join(f"#{a.number}: {a.failure}" for a in delivery.attempts[:-1])
@@ -318,7 +315,7 @@ def _check_reply_fields(root: ElementTree.Element, message: Message, verdict: Ve
         value = _text(root, path)
         if value is None:
             verdict.add(
-                "required_field", f"a {msg_type} reply needs <{path.replace('/', '><')}>; it is missing"
+                "required_field", f"the {msg_type} reply needs <{path.replace('/', '><')}>; it is missing"
             )
     if msg_type == "text":
         content = _text(root, "Content")

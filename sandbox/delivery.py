@@ -24,6 +24,7 @@ class Attempt:
     headers: tuple[tuple[str, str], ...] = ()
     body: bytes = b""
     failure: str = ""  # why WeChat counts this as "no answer"; empty when it answered
+    timed_out: bool = False
 
     @property
     def answered(self) -> bool:
@@ -77,7 +78,9 @@ def _attempt(
             method, url, data=body, headers=headers, timeout=(timeout, timeout), allow_redirects=False
         )
     except requests.Timeout:
-        return Attempt(number, time.monotonic() - started, failure=f"no answer within {timeout:g} s")
+        return Attempt(
+            number, time.monotonic() - started, failure=f"no answer within {timeout:g} s", timed_out=True
+        )
     except requests.ConnectionError as error:
         reason = "connection refused" if "refused" in str(error).lower() else "connection error"
         return Attempt(number, time.monotonic() - started, failure=f"{reason} ({type(error).__name__})")
@@ -85,7 +88,8 @@ def _attempt(
     status = response.status_code
     failure = ""
     # A read timeout applies between bytes; WeChat's 5 s is for the whole answer.
-    if elapsed > timeout:
+    timed_out = elapsed > timeout
+    if timed_out:
         failure = f"the answer took {elapsed:.1f} s, over {timeout:g} s"
     elif status >= 500:
         failure = f"HTTP {status} {response.reason}"
@@ -97,6 +101,7 @@ def _attempt(
         tuple(response.headers.items()),
         response.content,
         failure,
+        timed_out,
     )
 
 

@@ -293,7 +293,8 @@ def test_safe_mode_with_a_corrupt_encrypt_is_400(weixin: str, encrypt: str) -> N
     from utils import make_signature
 
     query = signed_query(TEST_TOKEN)
-    query.update(encrypt_type="aes", msg_signature=make_signature(TEST_TOKEN, query["timestamp"], query["nonce"], encrypt))
+    signature = make_signature(TEST_TOKEN, query["timestamp"], query["nonce"], encrypt)
+    query.update(encrypt_type="aes", msg_signature=signature)
     body = f"<xml><ToUserName><![CDATA[gh_1]]></ToUserName><Encrypt><![CDATA[{encrypt}]]></Encrypt></xml>"
     assert_clean_error(requests.post(weixin, params=query, data=body.encode(), timeout=5), 400)
 
