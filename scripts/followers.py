@@ -1,0 +1,42 @@
+"""List the account's followers' OpenIDs (one per line), with the token service's token.
+
+    python scripts/followers.py          # every OpenID
+    python scripts/followers.py --count  # only how many
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from wechatpy.exceptions import WeChatClientException
+
+from config import ConfigError
+from token_service.consumer import TokenServiceClient, TokenUnavailable
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--count", action="store_true", help="print the number of followers only")
+    args = parser.parse_args(argv)
+    try:
+        client = TokenServiceClient()
+        if args.count:
+            print(client.user.get_followers().get("total", 0))
+        else:
+            for openid in client.user.iter_followers():
+                print(openid)
+    except (ConfigError, TokenUnavailable) as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 1
+    except WeChatClientException as error:
+        print(f"error: WeChat answered errcode {error.errcode}: {error.errmsg}", file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
