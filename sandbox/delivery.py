@@ -78,12 +78,12 @@ def _attempt(
             method, url, data=body, headers=headers, timeout=(timeout, timeout), allow_redirects=False
         )
     except requests.Timeout:
-        return Attempt(
-            number, time.monotonic() - started, failure=f"no answer within {timeout:g} s", timed_out=True
-        )
+        return Attempt(number, time.monotonic() - started, failure=f"no answer within {timeout:g} s", timed_out=True)
     except requests.ConnectionError as error:
         reason = "connection refused" if "refused" in str(error).lower() else "connection error"
         return Attempt(number, time.monotonic() - started, failure=f"{reason} ({type(error).__name__})")
+    except requests.RequestException as error:  # a body cut short, a broken chunk, ...
+        return Attempt(number, time.monotonic() - started, failure=f"broken answer ({type(error).__name__})")
     elapsed = time.monotonic() - started
     status = response.status_code
     failure = ""
