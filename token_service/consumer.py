@@ -14,7 +14,7 @@ from wechatpy.exceptions import WeChatClientException
 
 from token_service.policy import INVALID_TOKEN_ERRCODES
 from token_service.settings import TokenSettings, load_token_settings
-from token_service.store import ACCESS_TOKEN, JSAPI_TICKET, TokenStore, fingerprint
+from token_service.store import ACCESS_TOKEN, JSAPI_TICKET, TokenStore, credential_key, fingerprint
 
 WECHAT_PUBLIC_BASE = "https://api.weixin.qq.com"
 
@@ -61,21 +61,23 @@ def _unavailable(store: TokenStore, kind: str) -> TokenUnavailable:
     return TokenUnavailable(f"no {kind} in Redis key {store.key(kind)}; {hint}")
 
 
+def _read(kind: str, redis_client: redis.Redis | None, appid: str | None) -> str:
+    client = _redis(redis_client)
+    appid = appid or _settings().appid
+    value = client.get(credential_key(appid, kind))  # the hot path: one GET, nothing else
+    if value is None:
+        raise _unavailable(TokenStore(client, appid), kind)
+    return value.decode() if isinstance(value, bytes) else value
+
+
 def get_access_token(redis_client: redis.Redis | None = None, appid: str | None = None) -> str:
     """The current access_token, read from Redis only (one GET)."""
-    store = _store(redis_client, appid)
-    value = store.read_value(ACCESS_TOKEN)
-    if value is None:
-        raise _unavailable(store, ACCESS_TOKEN)
-    return value
+    return _read(ACCESS_TOKEN, redis_client, appid)
 
 
 def get_jsapi_ticket(redis_client: redis.Redis | None = None, appid: str | None = None) -> str:
-    store = _store(redis_client, appid)
-    value = store.read_value(JSAPI_TICKET)
-    if value is None:
-        raise _unavailable(store, JSAPI_TICKET)
-    return value
+    """The current jsapi_ticket for JS-SDK pages (see jsapi_signature)."""
+    return _read(JSAPI_TICKET, redis_client, appid)
 
 
 def request_refresh(

@@ -182,6 +182,11 @@ class TokenDaemon:
         try:
             grant = self._fetch_token(force)
         except UpstreamError as error:
+            if force and error.errcode == 45009:
+                # Only the forced-refresh quota is used up; the normal schedule must go on.
+                log.warning("forced refresh refused by WeChat (45009: daily force_refresh quota used up)")
+                self.store.record_error(ACCESS_TOKEN, 45009, f"forced refresh refused: {error.errmsg}")
+                return False
             self._on_error(ACCESS_TOKEN, error, current)
             return False
         stored = self._store(ACCESS_TOKEN, grant, started, current)

@@ -56,6 +56,11 @@ def masked(value: str | None) -> str:
     return "<none>" if not value else f"#{fingerprint(value)}"
 
 
+def credential_key(appid: str, kind: str = ACCESS_TOKEN) -> str:
+    """The plain string key holding the credential: what any script GETs."""
+    return f"wechat:{kind}:{appid}"
+
+
 def _text(value: bytes | str | None) -> str | None:
     if value is None:
         return None
@@ -87,7 +92,7 @@ class TokenStore:
 
     # key names -------------------------------------------------------------------------------
     def key(self, kind: str = ACCESS_TOKEN) -> str:
-        return f"wechat:{kind}:{self.appid}"
+        return credential_key(self.appid, kind)
 
     def meta_key(self, kind: str = ACCESS_TOKEN) -> str:
         return f"{self.key(kind)}:meta"

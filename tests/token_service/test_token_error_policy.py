@@ -173,3 +173,22 @@ def test_classic_source_uses_the_token_endpoint(
     assert platform.is_token_valid(token)
     assert store.meta()["source"] == "classic"
     assert platform.calls("/cgi-bin/token") == 1 and platform.calls(STABLE) == 0
+
+
+def test_wechat_refusing_a_forced_refresh_does_not_stop_the_normal_schedule(
+    make_sandbox: Callable[..., SandboxServer],
+    redis_server: RedisServer,
+    redis_client: redis.Redis,
+    start_daemon_thread: Callable[..., TokenDaemon],
+) -> None:
+    sandbox = make_sandbox(stable_force_spacing=0, stable_force_daily=1)
+    platform = sandbox.platform
+    daemon = start_daemon_thread(daemon_env(sandbox, redis_server, TOKEN_JSAPI_TICKET="0"))
+    store = TokenStore(redis_client, platform.appid)
+    first = wait_until(lambda: store.read_value(), timeout=5)
+    second = request_refresh(first, wait=3, redis_client=redis_client, appid=platform.appid)
+    with pytest.raises(TokenUnavailable, match="forced refresh refused"):
+        request_refresh(second, wait=0.5, redis_client=redis_client, appid=platform.appid)
+    assert platform.calls(STABLE) == 3
+    assert get_access_token(redis_client, platform.appid) == second
+    assert daemon._states["access_token"].stopped_errcode is None
