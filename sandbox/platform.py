@@ -16,7 +16,9 @@ HTTP front is `sandbox.server`. Choices where WeChat is silent or where the sand
   after the last forced refresh does not rotate (WeChat: "否则不会刷新") and is answered as in normal
   mode; a forced call beyond `stable_force_daily` a day answers 45009, because it is a daily quota
   and silently returning the old token would hide a runaway force-refresh loop from the caller.
-* Days (quotas) are China calendar days (UTC+8) on the platform clock.
+* Days (quotas) are China calendar days (UTC+8) on the platform clock. The classic quota counts the
+  tokens issued (refused calls don't count); stable_token has WeChat's 500 000 calls a day, which a
+  long load test of that endpoint alone can reach.
 * Classic and stable tokens are both accepted by the APIs; neither invalidates the other.
 * `custom/send`: an unknown or unsubscribed follower answers 45015, as WeChat cannot tell them apart
   from an expired window; an empty `touser` answers 40003. At most 5 messages per window opened by the

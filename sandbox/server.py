@@ -12,6 +12,7 @@ import logging
 import signal
 import socket
 import socketserver
+import sys
 import threading
 from http import HTTPStatus
 from http.server import ThreadingHTTPServer
@@ -243,13 +244,17 @@ def add_cli(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run_serve(args: argparse.Namespace) -> int:
-    platform = FakeWeChat(
-        args.appid,
-        args.secret,
-        token_lifetime=args.token_lifetime,
-        overlap=args.overlap,
-        token_daily_quota=args.token_daily_quota,
-    )
+    try:
+        platform = FakeWeChat(
+            args.appid,
+            args.secret,
+            token_lifetime=args.token_lifetime,
+            overlap=args.overlap,
+            token_daily_quota=args.token_daily_quota,
+        )
+    except ValueError as error:
+        print(f"sandbox: {error}", file=sys.stderr)
+        return 2
     stop = threading.Event()
     for signum in (signal.SIGINT, signal.SIGTERM):
         signal.signal(signum, lambda *_: stop.set())
