@@ -97,8 +97,7 @@ class Reply:
         if self.root is None:
             return []
         return [
-            {name: (_text(item, name) or "") for name in ARTICLE_FIELDS}
-            for item in self.root.findall("Articles/item")
+            {name: (_text(item, name) or "") for name in ARTICLE_FIELDS} for item in self.root.findall("Articles/item")
         ]
 
 
@@ -127,12 +126,17 @@ def _last_line(body: bytes) -> str:
     return lines[-1][:200] if lines else ""
 
 
+def _deliveries(count: int) -> str:
+    return "1 delivery" if count == 1 else f"{count} deliveries"
+
+
 def _describe_no_answer(delivery: Delivery, timed_out: bool) -> str:
     failures = "; ".join(f"#{a.number}: {a.failure}" for a in delivery.attempts)
-    gave_up = f"after {delivery.timeout:g} s" if timed_out else f"after {len(delivery.attempts)} deliveries"
+    count = _deliveries(len(delivery.attempts))
+    gave_up = f"after {delivery.timeout:g} s" if timed_out else f"after {count}"
     return (
         f"WeChat gave up {gave_up}; the follower sees {UNAVAILABLE} "
-        f"(no usable answer to {len(delivery.attempts)} deliveries of the same request — {failures})"
+        f"(no usable answer to {count} of the same request — {failures})"
     )
 
 
@@ -158,7 +162,7 @@ def _check_transport(delivery: Delivery, verdict: Verdict) -> bool:
         missed = "; ".join(f"#{a.number}: {a.failure}" for a in delivery.attempts[:-1])
         verdict.add(
             "retried",
-            f"the first {len(delivery.attempts) - 1} deliveries got no usable answer ({missed}); "
+            f"the first {_deliveries(len(delivery.attempts) - 1).removeprefix('1 ')} got no usable answer ({missed}); "
             f"WeChat re-sent the identical request and only delivery #{final.number} was answered",
         )
     if final.status != 200:
@@ -183,9 +187,7 @@ def _check_content_type(delivery: Delivery, verdict: Verdict) -> None:
     if media in XML_CONTENT_TYPES:
         charset = re.search(r"charset=([\w-]+)", content_type, re.IGNORECASE)
         if charset and charset.group(1).lower().replace("-", "") != "utf8":
-            verdict.add(
-                "content_type", f"Content-Type {content_type!r} names charset {charset.group(1)}; use UTF-8"
-            )
+            verdict.add("content_type", f"Content-Type {content_type!r} names charset {charset.group(1)}; use UTF-8")
         return
     if not media:
         verdict.add("content_type", "no Content-Type on an XML reply; send text/xml", "warning")
@@ -223,9 +225,7 @@ def _parse_body(body: bytes, verdict: Verdict, what: str = "the reply") -> Eleme
         message = f"{what} is not well-formed XML: {error}"
         text = body.decode("utf-8", "replace")
         if text.count("]]>") > text.count("<![CDATA["):
-            message += (
-                " — a ']]>' inside the text closes its CDATA section early (split it as ']]]]><![CDATA[>')"
-            )
+            message += " — a ']]>' inside the text closes its CDATA section early (split it as ']]]]><![CDATA[>')"
         verdict.add("malformed_xml", message)
         verdict.follower_sees_error = True
         return None
@@ -236,12 +236,8 @@ def _parse_body(body: bytes, verdict: Verdict, what: str = "the reply") -> Eleme
     return root
 
 
-def _open_envelope(
-    envelope: ElementTree.Element, account: Account, verdict: Verdict
-) -> ElementTree.Element | None:
-    missing = [
-        tag for tag in ("Encrypt", "MsgSignature", "TimeStamp", "Nonce") if _text(envelope, tag) is None
-    ]
+def _open_envelope(envelope: ElementTree.Element, account: Account, verdict: Verdict) -> ElementTree.Element | None:
+    missing = [tag for tag in ("Encrypt", "MsgSignature", "TimeStamp", "Nonce") if _text(envelope, tag) is None]
     if missing:
         verdict.add("envelope", f"the encrypted envelope lacks {', '.join(missing)}")
         verdict.follower_sees_error = True
@@ -278,9 +274,7 @@ def _open_envelope(
 def _check_reply_fields(root: ElementTree.Element, message: Message, verdict: Verdict) -> None:
     to_user, from_user = _text(root, "ToUserName"), _text(root, "FromUserName")
     if to_user is None:
-        verdict.add(
-            "swap", "ToUserName is missing; it must be the follower's OpenID (the push's FromUserName)"
-        )
+        verdict.add("swap", "ToUserName is missing; it must be the follower's OpenID (the push's FromUserName)")
     elif to_user != message.from_user:
         verdict.add(
             "swap",
@@ -292,8 +286,7 @@ def _check_reply_fields(root: ElementTree.Element, message: Message, verdict: Ve
     elif from_user != message.to_user:
         verdict.add(
             "swap",
-            f"FromUserName is {from_user!r} but must be the account's id {message.to_user!r} "
-            "(the push's ToUserName)",
+            f"FromUserName is {from_user!r} but must be the account's id {message.to_user!r} (the push's ToUserName)",
         )
     create_time = _text(root, "CreateTime")
     if create_time is None:
@@ -307,16 +300,12 @@ def _check_reply_fields(root: ElementTree.Element, message: Message, verdict: Ve
         return
     msg_type = msg_type.strip()
     if msg_type not in REPLY_TYPES:
-        verdict.add(
-            "msg_type", f"MsgType {msg_type!r} is not a reply type WeChat knows ({', '.join(REPLY_TYPES)})"
-        )
+        verdict.add("msg_type", f"MsgType {msg_type!r} is not a reply type WeChat knows ({', '.join(REPLY_TYPES)})")
         return
     for path in REQUIRED_FIELDS[msg_type]:
         value = _text(root, path)
         if value is None:
-            verdict.add(
-                "required_field", f"the {msg_type} reply needs <{path.replace('/', '><')}>; it is missing"
-            )
+            verdict.add("required_field", f"the {msg_type} reply needs <{path.replace('/', '><')}>; it is missing")
     if msg_type == "text":
         content = _text(root, "Content")
         if content is not None and not content.strip():
@@ -341,9 +330,7 @@ def _check_news(root: ElementTree.Element, message: Message, verdict: Verdict) -
         if not declared.strip().isdigit():
             verdict.add("article_count", f"ArticleCount must be an integer, got {declared!r}")
         elif int(declared) != len(items):
-            verdict.add(
-                "article_count", f"ArticleCount says {int(declared)} but Articles holds {len(items)} item(s)"
-            )
+            verdict.add("article_count", f"ArticleCount says {int(declared)} but Articles holds {len(items)} item(s)")
     if root.find("Articles") is not None and not items:
         verdict.add("article_count", "the news reply has no <item> in Articles")
     limit = message.max_articles
@@ -379,9 +366,7 @@ def examine(push: Push, delivery: Delivery, account: Account) -> Verdict:
     _check_content_type(delivery, verdict)
     encrypted = root.find("Encrypt") is not None
     if encrypted and push.mode == "plain":
-        verdict.add(
-            "envelope", "the reply is encrypted but the push was in plaintext mode; WeChat cannot read it"
-        )
+        verdict.add("envelope", "the reply is encrypted but the push was in plaintext mode; WeChat cannot read it")
         verdict.follower_sees_error = True
         return verdict
     if encrypted:
@@ -465,9 +450,7 @@ def render_for_follower(reply: Reply | None) -> str:
         title = reply.field("Music/Title") or "(untitled)"
         description = reply.field("Music/Description")
         link = reply.field("Music/MusicUrl") or reply.field("Music/HQMusicUrl")
-        return (
-            f"[music] {title}" + (f" — {description}" if description else "") + (f" ({link})" if link else "")
-        )
+        return f"[music] {title}" + (f" — {description}" if description else "") + (f" ({link})" if link else "")
     if kind == "transfer_customer_service":
         return "(the conversation is handed to a customer-service agent; no message is shown)"
     return f"(a {kind!r} reply WeChat cannot show)"

@@ -324,9 +324,7 @@ def build_push(
     else:
         if not account.encoding_aes_key or not account.appid:
             raise MessageError(f"{mode} mode needs the EncodingAESKey and the AppID")
-        encrypted = platform_crypto.encrypt(
-            account.encoding_aes_key, message.xml, account.appid, random_prefix
-        )
+        encrypted = platform_crypto.encrypt(account.encoding_aes_key, message.xml, account.appid, random_prefix)
         query += [
             ("encrypt_type", "aes"),
             ("msg_signature", platform_crypto.message_signature(account.token, timestamp, nonce, encrypted)),

@@ -117,9 +117,7 @@ def check_expectation(expect: Mapping[str, Any], result: Exchange) -> list[Probl
         if str(needle) not in view:
             problems.append(Problem("expectation", f"expected the reply to contain {needle!r}"))
     if "equals" in expect and view != str(expect["equals"]):
-        problems.append(
-            Problem("expectation", f"expected the reply to be exactly {expect['equals']!r}, got {view!r}")
-        )
+        problems.append(Problem("expectation", f"expected the reply to be exactly {expect['equals']!r}, got {view!r}"))
     if "articles" in expect:
         count = len(reply.articles) if reply is not None else 0
         if count != int(expect["articles"]):
@@ -244,10 +242,9 @@ def print_exchange(result: Exchange, out: TextIO, number: int | None = None) -> 
     prefix = f"{number}. " if number is not None else ""
     print(prefix + describe_push(result.push), file=out)
     attempts = len(result.delivery.attempts)
-    status = result.delivery.status if result.delivery.status is not None else "no answer"
+    status = f"HTTP {result.delivery.status}" if result.delivery.status is not None else "no answer"
     print(
-        f"← HTTP {status} in {result.delivery.elapsed:.3f} s"
-        + (f" after {attempts} deliveries" if attempts > 1 else ""),
+        f"← {status} in {result.delivery.elapsed:.3f} s" + (f" after {attempts} deliveries" if attempts > 1 else ""),
         file=out,
     )
     for line in result.follower_view.splitlines():
@@ -270,9 +267,7 @@ def _account(args: argparse.Namespace) -> Account:
         raise UsageError("the Token is required: --token or WECHAT_TOKEN")
     if getattr(args, "mode", "plain") != "plain":
         if not aes_key or not appid:
-            raise UsageError(
-                f"{args.mode} mode needs --aes-key/WECHAT_ENCODING_AES_KEY and --appid/WECHAT_APPID"
-            )
+            raise UsageError(f"{args.mode} mode needs --aes-key/WECHAT_ENCODING_AES_KEY and --appid/WECHAT_APPID")
         try:
             platform_crypto.aes_key_bytes(aes_key)
         except platform_crypto.CryptoError as error:
@@ -283,9 +278,7 @@ def _account(args: argparse.Namespace) -> Account:
 def _add_account_options(parser: argparse.ArgumentParser, with_mode: bool = True) -> None:
     parser.add_argument("--token", default="", help="the Token (default: $WECHAT_TOKEN)")
     parser.add_argument("--appid", default="", help="the AppID (default: $WECHAT_APPID)")
-    parser.add_argument(
-        "--aes-key", default="", help="the EncodingAESKey (default: $WECHAT_ENCODING_AES_KEY)"
-    )
+    parser.add_argument("--aes-key", default="", help="the EncodingAESKey (default: $WECHAT_ENCODING_AES_KEY)")
     if with_mode:
         parser.add_argument("--mode", choices=MODES, default="plain", help="message encryption mode")
         parser.add_argument("--retries", type=int, default=WECHAT_RETRIES, help="re-sends on no answer (3)")
@@ -316,7 +309,7 @@ def _parse_fields(pairs: list[str]) -> dict[str, str]:
 def run_send(args: argparse.Namespace) -> int:
     account = _account(args)
     message = build_message(
-        args.type,
+        args.type or ("event" if args.event else "text"),
         content=args.content,
         key=args.key,
         scene=args.scene,
@@ -362,9 +355,7 @@ def run_chat(args: argparse.Namespace) -> int:
         on_exchange=lambda number, result: print_exchange(result, sys.stdout, number),
     )
     failed = [number for number, result in enumerate(results, 1) if not result.ok]
-    print(
-        f"{len(results) - len(failed)}/{len(results)} steps valid" + (f"; failed: {failed}" if failed else "")
-    )
+    print(f"{len(results) - len(failed)}/{len(results)} steps valid" + (f"; failed: {failed}" if failed else ""))
     return EXIT_OK if not failed else EXIT_CHECK_FAILED
 
 
@@ -372,7 +363,12 @@ def add_cli(subparsers: argparse._SubParsersAction) -> None:
     """Register `send`, `verify` and `chat` on the `python -m sandbox` command line."""
     send = subparsers.add_parser("send", help="push one message or event to a server like WeChat does")
     send.add_argument("url", help="the server URL, e.g. http://127.0.0.1:8080/weixin")
-    send.add_argument("--type", choices=KINDS, default="text", help="message or event type")
+    send.add_argument(
+        "--type",
+        choices=KINDS,
+        metavar="TYPE",
+        help=f"message or event type (default: text, or event with --event): {', '.join(KINDS)}",
+    )
     send.add_argument("--content", help="text Content (text), Label (location) or Title (link)")
     send.add_argument("--key", help="EventKey (click, view, menu events, scan)")
     send.add_argument("--scene", help="QR scene: subscribe sends EventKey qrscene_SCENE, scan sends SCENE")

@@ -286,7 +286,7 @@ def test_an_answer_that_comes_only_on_a_retry_is_reported(serve):
     server = serve(slow_once)
     result = run(server, "text", timeout=0.5)
     assert messages_of(result) == [
-        "the first 1 deliveries got no usable answer (#1: no answer within 0.5 s); "
+        "the first delivery got no usable answer (#1: no answer within 0.5 s); "
         "WeChat re-sent the identical request and only delivery #2 was answered"
     ]
     assert result.follower_view == "second time lucky"
@@ -477,7 +477,8 @@ def test_send_exits_1_and_says_why_when_a_check_fails(serve, capsys):
 def test_send_reads_the_token_from_the_environment(serve, capsys, monkeypatch):
     monkeypatch.setenv("WECHAT_TOKEN", ACCOUNT.token)
     server = serve(xml_answer(lambda message: create_reply("ok", message).render()))
-    assert cli("send", server.url, "--type", "event", "--event", "brand_new_event", "--key", "k") == 0
+    assert cli("send", server.url, "--event", "brand_new_event", "--key", "k") == 0
+    assert "→ event brand_new_event (EventKey 'k')" in capsys.readouterr().out
 
 
 def test_usage_errors_exit_2_with_one_line(capsys, monkeypatch):
