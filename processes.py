@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import re
 import shutil
 import signal
 import socket
@@ -243,3 +244,163 @@ class AppServer:
     def stop(self) -> None:
         if self.process:
             self.process.stop(signum=signal.SIGINT)
+
+
+def render_uwsgi_config(directory: Path, socket_path: Path, wsgi_file: Path | None = None) -> Path:
+    """The shipped uwsgi.xml with only its paths changed: the project folder, the socket (and, for the
+    benchmark's peers, the WSGI file)."""
+    text = (PROJECT_ROOT / "uwsgi.xml").read_text()
+    if wsgi_file is not None:
+        text = text.replace("<wsgi-file>%dindex.py</wsgi-file>", f"<wsgi-file>{wsgi_file}</wsgi-file>")
+    text = re.sub(r"(?<!%)%d", f"{PROJECT_ROOT}/", text).replace("/run/weixin/uwsgi.sock", str(socket_path))
+    path = directory / "uwsgi.xml"
+    path.write_text(text)
+    return path
+
+
+@dataclass
+class UwsgiServer:
+    """The message server under uWSGI with the shipped uwsgi.xml, on a unix socket for nginx."""
+
+    directory: Path
+    env: dict[str, str]
+    workers: int | None = None
+    wsgi_file: Path | None = None
+    process: ManagedProcess | None = None
+
+    @property
+    def socket_path(self) -> Path:
+        return self.directory / "uwsgi.sock"
+
+    def start(self) -> UwsgiServer:
+        self.directory.mkdir(parents=True, exist_ok=True)
+        config = render_uwsgi_config(self.directory, self.socket_path, self.wsgi_file)
+        argv = [find_program("uwsgi"), "--xml", str(config)]
+        if self.workers:
+            argv += ["--processes", str(self.workers)]  # the last value of an option wins
+        env = {**os.environ, **self.env}
+        self.process = ManagedProcess("uwsgi", argv, self.directory / "uwsgi.log", env=env).start()
+        try:
+            wait_for_unix(self.socket_path)
+        except TimeoutError:
+            self.stop()
+            raise RuntimeError("uWSGI did not start:\n" + self.process.log_text()[-3000:]) from None
+        return self
+
+    def reload(self) -> None:
+        """A graceful reload, as `systemctl reload` does (SIGHUP to the master)."""
+        assert self.process is not None
+        self.process.send_signal(signal.SIGHUP)
+
+    def worker_pids(self) -> list[int]:
+        assert self.process is not None
+        children = Path(f"/proc/{self.process.pid}/task/{self.process.pid}/children")
+        try:
+            return [int(pid) for pid in children.read_text().split()]
+        except OSError:
+            return []
+
+    def stop(self) -> None:
+        if self.process:
+            self.process.stop(timeout=15)
+
+
+def self_signed_certificate(directory: Path) -> tuple[Path, Path]:
+    """A throwaway certificate for 127.0.0.1, for testing the HTTPS server block."""
+    import datetime
+
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import NameOID
+
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "127.0.0.1")])
+    now = datetime.datetime.now(datetime.UTC)
+    certificate = (
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(name)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - datetime.timedelta(days=1))
+        .not_valid_after(now + datetime.timedelta(days=30))
+        .sign(key, hashes.SHA256())
+    )
+    cert_path, key_path = directory / "fullchain.pem", directory / "privkey.pem"
+    cert_path.write_bytes(certificate.public_bytes(serialization.Encoding.PEM))
+    key_path.write_bytes(
+        key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption())
+    )
+    return cert_path, key_path
+
+
+@dataclass
+class NginxServer:
+    """Real nginx with the shipped site config, only its ports and paths changed."""
+
+    directory: Path
+    uwsgi_socket: Path
+    http_port: int = 0
+    https_port: int = 0
+    process: ManagedProcess | None = None
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.http_port}"
+
+    @property
+    def https_url(self) -> str:
+        return f"https://127.0.0.1:{self.https_port}"
+
+    def render(self) -> Path:
+        self.directory.mkdir(parents=True, exist_ok=True)
+        for name in ("uwsgi_params", "mime.types"):
+            shutil.copy(Path("/etc/nginx") / name, self.directory / name)
+        cert, key = self_signed_certificate(self.directory)
+        locations = (PROJECT_ROOT / "nginx/weixin-locations.conf").read_text()
+        locations = locations.replace("/srv/weixin/", f"{PROJECT_ROOT}/")
+        (self.directory / "weixin-locations.conf").write_text(locations)
+        site = (PROJECT_ROOT / "nginx/weixin.conf").read_text()
+        site = "\n".join(line for line in site.splitlines() if "[::]" not in line)  # loopback IPv4 only
+        site = (
+            site.replace("unix:/run/weixin/uwsgi.sock", f"unix:{self.uwsgi_socket}")
+            .replace("listen 80;", f"listen 127.0.0.1:{self.http_port};")
+            .replace("listen 443 ssl", f"listen 127.0.0.1:{self.https_port} ssl")
+            .replace("/etc/ssl/weixin/fullchain.pem", str(cert))
+            .replace("/etc/ssl/weixin/privkey.pem", str(key))
+            .replace("/srv/weixin/nginx/weixin-locations.conf", str(self.directory / "weixin-locations.conf"))
+        )
+        (self.directory / "site.conf").write_text(site)
+        temp = self.directory / "temp"
+        user = "user root root;\n" if os.geteuid() == 0 else ""  # workers must reach uWSGI's 0660 socket
+        main = (
+            f"{user}worker_processes 1;\npid {self.directory}/nginx.pid;\nerror_log {self.directory}/error.log warn;\n"
+            "events { worker_connections 1024; }\n"
+            "http {\n  include mime.types;\n  default_type application/octet-stream;\n"
+            f"  access_log {self.directory}/access.log;\n"
+            f"  client_body_temp_path {temp}/body;\n  proxy_temp_path {temp}/proxy;\n"
+            f"  fastcgi_temp_path {temp}/fastcgi;\n  uwsgi_temp_path {temp}/uwsgi;\n  scgi_temp_path {temp}/scgi;\n"
+            "  include site.conf;\n}\n"
+        )
+        temp.mkdir(exist_ok=True)
+        config = self.directory / "nginx.conf"
+        config.write_text(main)
+        return config
+
+    def start(self) -> NginxServer:
+        self.http_port = self.http_port or free_port()
+        self.https_port = self.https_port or free_port()
+        config = self.render()
+        argv = [find_program("nginx"), "-p", str(self.directory), "-c", str(config), "-g", "daemon off;"]
+        self.process = ManagedProcess("nginx", argv, self.directory / "nginx.out", cwd=self.directory).start()
+        try:
+            wait_for_tcp(self.http_port)
+        except TimeoutError:
+            self.stop()
+            raise RuntimeError("nginx did not start:\n" + self.process.log_text()[-3000:]) from None
+        return self
+
+    def stop(self) -> None:
+        if self.process:
+            self.process.stop(signum=signal.SIGQUIT)
