@@ -84,12 +84,16 @@ def main() -> int:
         if sandbox_credentials:
             credentials = " ".join(
                 f"--{flag} {SANDBOX_DEFAULTS[name]}"
-                for flag, name in (("token", "WECHAT_TOKEN"), ("appid", "WECHAT_APPID"))
+                for flag, name in (
+                    ("token", "WECHAT_TOKEN"), ("appid", "WECHAT_APPID"), ("aes-key", "WECHAT_ENCODING_AES_KEY")
+                )
             )
             credentials = " " + credentials
         print("Try it:")
-        print(f"  .venv/bin/python -m sandbox send --url {url}{credentials} --content 微博")
-        print(f"  .venv/bin/python -m sandbox verify --url {url}{credentials}")
+        print(f"  .venv/bin/python -m sandbox verify {url}{credentials}")
+        print(f"  .venv/bin/python -m sandbox send {url}{credentials} --content 微博")
+        print(f"  .venv/bin/python -m sandbox send {url}{credentials} --content 微博 --mode safe")
+        print(f"  .venv/bin/python -m sandbox chat sandbox/conversations/demo.yaml --url {url}{credentials}")
         print("Press Ctrl-C to stop everything.\n")
         signal.signal(signal.SIGTERM, stop_on_sigterm)
         try:

@@ -37,8 +37,13 @@ HEADER = (
     "<FromUserName><![CDATA[oFollower0000000000000000001]]></FromUserName>"
     "<CreateTime>1409735668</CreateTime>"
 )
-KEYWORD_BODY = HEADER + "<MsgType><![CDATA[text]]></MsgType><Content><![CDATA[微博]]></Content><MsgId>%MSGID%</MsgId></xml>"
-DEFAULT_BODY = HEADER + "<MsgType><![CDATA[text]]></MsgType><Content><![CDATA[随便说点什么]]></Content><MsgId>%MSGID%</MsgId></xml>"
+KEYWORD_BODY = (
+    HEADER + "<MsgType><![CDATA[text]]></MsgType><Content><![CDATA[微博]]></Content><MsgId>%MSGID%</MsgId></xml>"
+)
+DEFAULT_BODY = (
+    HEADER
+    + "<MsgType><![CDATA[text]]></MsgType><Content><![CDATA[随便说点什么]]></Content><MsgId>%MSGID%</MsgId></xml>"
+)
 EVENT_BODY = (
     "<xml><ToUserName><![CDATA[gh_10f6c3c3ac5a]]></ToUserName>"
     "<FromUserName><![CDATA[oFollower%MSGID%]]></FromUserName><CreateTime>1409735668</CreateTime>"
@@ -89,12 +94,18 @@ def run_wrk_pool(base_url: str, requests_: list[tuple[str, str]], seconds: int, 
 
 def wrk(base_url: str, script: str, env: dict[str, str], seconds: int, connections: int) -> dict:
     command = [
-        find_program("wrk"), "-t", "2", "-c", str(connections), "-d", f"{seconds}s",
-        "-s", str(ROOT / "bench" / script), base_url,
+        find_program("wrk"),
+        "-t",
+        "2",
+        "-c",
+        str(connections),
+        "-d",
+        f"{seconds}s",
+        "-s",
+        str(ROOT / "bench" / script),
+        base_url,
     ]
-    completed = subprocess.run(
-        command, env={**os.environ, **env}, capture_output=True, text=True, timeout=seconds + 60
-    )
+    completed = subprocess.run(command, env={**os.environ, **env}, capture_output=True, text=True, timeout=seconds + 60)
     match = re.search(r"RESULT (.*)", completed.stdout)
     if not match:
         raise RuntimeError(f"wrk printed no result:\n{completed.stdout}\n{completed.stderr}")
@@ -136,8 +147,13 @@ def check_reply(base_url: str, body: str, expect: str, encrypt: str | None = Non
 
 def app_env(redis: RedisServer, **extra: str) -> dict[str, str]:
     return {
-        "WECHAT_TOKEN": TOKEN, "WECHAT_APPID": APPID, "WECHAT_ENCODING_AES_KEY": AES_KEY,
-        "REDIS_URL": redis.unix_url, "LOG_LEVEL": "WARNING", "DOTENV_FILE": "/dev/null", **extra,
+        "WECHAT_TOKEN": TOKEN,
+        "WECHAT_APPID": APPID,
+        "WECHAT_ENCODING_AES_KEY": AES_KEY,
+        "REDIS_URL": redis.unix_url,
+        "LOG_LEVEL": "WARNING",
+        "DOTENV_FILE": "/dev/null",
+        **extra,
     }
 
 
@@ -155,12 +171,19 @@ def main() -> int:
             with serving(directory / "ours", None, app_env(redis)) as url:
                 check_reply(url, KEYWORD_BODY, "<MsgType><![CDATA[news]]>")
                 run_wrk(url, signed_path(), KEYWORD_BODY, 2, args.connections)  # warm-up
-                results.append(to_result("this project: keyword (plaintext)", run_wrk(url, signed_path(), KEYWORD_BODY, *load)))
-                results.append(to_result("this project: default reply", run_wrk(url, signed_path(), DEFAULT_BODY, *load)))
+                results.append(
+                    to_result("this project: keyword (plaintext)", run_wrk(url, signed_path(), KEYWORD_BODY, *load))
+                )
+                results.append(
+                    to_result("this project: default reply", run_wrk(url, signed_path(), DEFAULT_BODY, *load))
+                )
                 results.append(to_result("this project: CLICK event", run_wrk(url, signed_path(), EVENT_BODY, *load)))
                 results.append(safe_mode_case(url, *load))
                 results.append(
-                    to_result("this project: retry of answered msg", run_wrk(url, signed_path(), KEYWORD_BODY, *load, repeat=True))
+                    to_result(
+                        "this project: retry of answered msg",
+                        run_wrk(url, signed_path(), KEYWORD_BODY, *load, repeat=True),
+                    )
                 )
             with serving(directory / "werobot", ROOT / "bench/werobot_app.py", app_env(redis)) as url:
                 check_reply(url, KEYWORD_BODY, "<MsgType><![CDATA[news]]>")
@@ -182,7 +205,9 @@ def safe_mode_case(url: str, seconds: int, connections: int) -> Result:
     pool = []
     for index in range(5000):
         encrypt = encrypt_message(KEYWORD_BODY.replace("%MSGID%", str(base_id + index)), key, APPID)
-        body = f"<xml><ToUserName><![CDATA[gh_10f6c3c3ac5a]]></ToUserName><Encrypt><![CDATA[{encrypt}]]></Encrypt></xml>"
+        body = (
+            f"<xml><ToUserName><![CDATA[gh_10f6c3c3ac5a]]></ToUserName><Encrypt><![CDATA[{encrypt}]]></Encrypt></xml>"
+        )
         pool.append((signed_path(encrypt), body))
     check_path, check_body = pool.pop()
     response = requests.post(url + check_path, data=check_body.encode(), timeout=5)
@@ -195,15 +220,28 @@ def print_table(results: list[Result], args: argparse.Namespace) -> None:
     by_name = {result.name: result for result in results}
     werobot = by_name["WeRoBot 1.13.1: keyword"].requests_per_second
     ceiling = by_name["bare WSGI (ceiling)"].requests_per_second
-    print(f"\n{datetime.date.today()} · {platform.node()} · {os.cpu_count()} cores · Python {platform.python_version()}")
-    print(f"nginx + uWSGI (shipped configs, 1 worker), wrk 2 threads, {args.connections} connections, {args.seconds} s per case\n")
-    print(f"| {'case':<38} | {'req/s':>8} | {'p50 ms':>7} | {'p99 ms':>7} | {'errors':>6} | {'× WeRoBot':>9} | {'× ceiling':>9} |")
-    print(f"|{'-' * 40}|{'-' * 10}|{'-' * 9}|{'-' * 9}|{'-' * 8}|{'-' * 11}|{'-' * 11}|")
+    machine = f"{platform.node()} · {os.cpu_count()} cores · Python {platform.python_version()}"
+    print(f"\n{datetime.date.today()} · {machine}")
+    print(
+        f"nginx + uWSGI (shipped configs, 1 worker), wrk 2 threads, {args.connections} connections, "
+        f"{args.seconds} s per case\n"
+    )
+    widths = (38, 8, 7, 7, 6, 9, 9)
+    header = ("case", "req/s", "p50 ms", "p99 ms", "errors", "× WeRoBot", "× ceiling")
+    print(table_row(header, widths))
+    print("|" + "|".join("-" * (width + 2) for width in widths) + "|")
     for result in results:
-        print(
-            f"| {result.name:<38} | {result.requests_per_second:>8.0f} | {result.p50_ms:>7.2f} | {result.p99_ms:>7.2f} | "
-            f"{result.errors:>6} | {result.requests_per_second / werobot:>9.2f} | {result.requests_per_second / ceiling:>9.2f} |"
+        cells = (
+            result.name, f"{result.requests_per_second:.0f}", f"{result.p50_ms:.2f}", f"{result.p99_ms:.2f}",
+            str(result.errors), f"{result.requests_per_second / werobot:.2f}",
+            f"{result.requests_per_second / ceiling:.2f}",
         )
+        print(table_row(cells, widths))
+
+
+def table_row(cells: tuple[str, ...], widths: tuple[int, ...]) -> str:
+    first, *rest = zip(cells, widths, strict=True)
+    return f"| {first[0]:<{first[1]}} | " + " | ".join(f"{cell:>{width}}" for cell, width in rest) + " |"
 
 
 if __name__ == "__main__":
