@@ -36,6 +36,10 @@ class Settings:
     max_body_bytes: int = 64 * 1024
     reply_deadline: float = 4.5
     log_level: str = "INFO"
+    # Web authorization (oauth/): where followers reach this app, WeChat's authorize host, the cookie key.
+    public_base_url: str = ""
+    open_base: str = "https://open.weixin.qq.com"
+    session_secret: str = ""
 
     def __repr__(self) -> str:  # never print secrets, even by accident in a traceback
         return f"Settings(appid={self.appid!r}, redis_url={_redact_url(self.redis_url)!r}, api_base={self.api_base!r})"
@@ -119,6 +123,20 @@ def load_settings(environ: Mapping[str, str] | None = None, dotenv_path: Path | 
     if not re.match(r"^https?://[^/\s]+", api_base):
         raise ConfigError("WECHAT_API_BASE must be an http(s) URL such as https://api.weixin.qq.com")
 
+    public_base_url = get("PUBLIC_BASE_URL").rstrip("/")
+    if public_base_url and not re.match(r"^https?://[^/\s]+", public_base_url):
+        raise ConfigError("PUBLIC_BASE_URL must start with http:// or https:// (e.g. https://example.com)")
+    if re.search(r"[?#\s]", public_base_url):
+        raise ConfigError("PUBLIC_BASE_URL must be a plain base URL, without spaces, '?' or '#'")
+
+    open_base = get("WECHAT_OPEN_BASE", Settings.open_base).rstrip("/")
+    if not re.match(r"^https?://[^/\s]+", open_base):
+        raise ConfigError("WECHAT_OPEN_BASE must start with http:// or https:// (e.g. https://open.weixin.qq.com)")
+
+    session_secret = get("SESSION_SECRET")
+    if session_secret and len(session_secret) < 16:
+        raise ConfigError("SESSION_SECRET must be at least 16 characters (or leave it unset to derive one)")
+
     replies_file = Path(get("REPLIES_FILE", str(Settings.replies_file)))
     if not replies_file.is_absolute():
         replies_file = PROJECT_ROOT / replies_file
@@ -140,4 +158,7 @@ def load_settings(environ: Mapping[str, str] | None = None, dotenv_path: Path | 
         max_body_bytes=int(_number("MAX_BODY_BYTES", get("MAX_BODY_BYTES", str(64 * 1024)), int, 1024)),
         reply_deadline=float(_number("REPLY_DEADLINE", get("REPLY_DEADLINE", "4.5"), float, 0.1)),
         log_level=log_level,
+        public_base_url=public_base_url,
+        open_base=open_base,
+        session_secret=session_secret,
     )
