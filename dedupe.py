@@ -31,6 +31,36 @@ class Outcome(enum.Enum):
     DONE = "retry-answered"  # a retry of a finished message: send the stored reply
     IN_PROGRESS = "retry-in-progress"  # the first delivery is still running and did not finish in time
     UNAVAILABLE = "no-redis"  # Redis is down: handle it without dedupe
+    REPLAYED = "replayed"  # a signed query string seen before, now with another body: refuse it
+
+
+# KEYS[1] the message key, KEYS[2] the request fingerprint key (or ""); ARGV: pending marker, lease (ms),
+# body digest, fingerprint TTL (s). Returns 1 (claimed), -1 (replayed query with another body), or the
+# message key's current value (a stored reply, or the pending marker).
+CLAIM_SCRIPT = """
+if KEYS[2] ~= "" then
+  local seen = redis.call('GET', KEYS[2])
+  if seen and seen ~= ARGV[3] then return -1 end
+  if not seen then redis.call('SET', KEYS[2], ARGV[3], 'EX', ARGV[4]) end
+end
+if redis.call('SET', KEYS[1], ARGV[1], 'NX', 'PX', ARGV[2]) then return 1 end
+return redis.call('GET', KEYS[1])
+"""
+
+
+@dataclass(frozen=True)
+class RequestFingerprint:
+    """A signed query string and the body it came with. In plaintext mode the signature does not cover
+    the body, so a query string seen in a log could otherwise be replayed with any body."""
+
+    key: str
+    body_digest: str
+    ttl: int
+
+    @classmethod
+    def of(cls, appid: str, signature: str, timestamp: str, nonce: str, body: bytes, ttl: int) -> RequestFingerprint:
+        query = hashlib.sha1(f"{signature}|{timestamp}|{nonce}".encode()).hexdigest()
+        return cls(f"wechat:replay:{appid}:{query}", hashlib.sha1(body).hexdigest(), max(ttl, 60))
 
 
 @dataclass(frozen=True)
@@ -80,6 +110,7 @@ class RetryCache:
         self.wait_seconds = wait_seconds
         self.poll_seconds = poll_seconds
         self._down_until = 0.0
+        self._claim_script = client.register_script(CLAIM_SCRIPT)
 
     def _redis_failed(self, error: Exception) -> None:
         if time.monotonic() >= self._down_until:
@@ -90,25 +121,35 @@ class RetryCache:
     def _redis_usable(self) -> bool:
         return time.monotonic() >= self._down_until
 
-    def claim(self, key: str) -> Claim:
+    def claim(self, key: str, request: RequestFingerprint | None = None) -> Claim:
+        """Claim `key` for handling; with `request`, also refuse a signed query string replayed with
+        another body. One round trip to Redis in the common case."""
         if not self._redis_usable():
             return Claim(Outcome.UNAVAILABLE, key)
         try:
-            if self.client.set(key, PENDING, nx=True, px=self.lease_ms):
+            if request is None:
+                result = self._claim_script(keys=[key, ""], args=[PENDING, self.lease_ms, "", 0])
+            else:
+                result = self._claim_script(
+                    keys=[key, request.key], args=[PENDING, self.lease_ms, request.body_digest, request.ttl]
+                )
+            if result == 1:
                 return Claim(Outcome.FIRST, key)
-            return self._await_first(key)
+            if result == -1:
+                return Claim(Outcome.REPLAYED, key)
+            return self._await_first(key, result)
         except redis.RedisError as error:
             self._redis_failed(error)
             return Claim(Outcome.UNAVAILABLE, key)
 
-    def _await_first(self, key: str) -> Claim:
+    def _await_first(self, key: str, value: bytes | None) -> Claim:
         deadline = time.monotonic() + self.wait_seconds
         while True:
-            value = self.client.get(key)
             if value is None:
                 # The first delivery died before storing a reply and its lease ran out: take over.
                 if self.client.set(key, PENDING, nx=True, px=self.lease_ms):
                     return Claim(Outcome.FIRST, key)
+                value = self.client.get(key)
                 continue
             if value != PENDING:
                 reply = None if value == NOTHING else value.decode("utf-8")
@@ -116,6 +157,7 @@ class RetryCache:
             if time.monotonic() >= deadline:
                 return Claim(Outcome.IN_PROGRESS, key)
             time.sleep(self.poll_seconds)
+            value = self.client.get(key)
 
     def store(self, key: str, reply: str | None) -> None:
         """Remember the reply (plaintext XML, before encryption) for the retries."""

@@ -16,12 +16,11 @@ from urllib.parse import parse_qsl
 
 import web
 import wechatpy
-import xmltodict
 
 import render
 import utils
 from config import Settings
-from dedupe import Outcome, RetryCache, fail_fast_client, message_key
+from dedupe import Outcome, RequestFingerprint, RetryCache, fail_fast_client, message_key
 from replies import ReplyBook, describe
 from wechat_crypto import AppIdMismatch, DecryptError, aes_key_from_encoding_key, decrypt_message, encrypted_reply
 
@@ -111,6 +110,28 @@ def verify_query(query: dict[str, str], settings: Settings) -> None:
         raise forbidden("timestamp outside the allowed window")
 
 
+MAX_DRAIN_BYTES = 16 * 1024 * 1024
+
+
+def drain_body() -> None:
+    """Read and drop what is left of a refused request's body (up to 16 MiB): a server that closes a
+    connection with unread data makes the kernel send a reset, and the client may never see our answer."""
+    env = web.ctx.env
+    if env.get("weixin.body_read"):
+        return
+    env["weixin.body_read"] = True
+    stream = env.get("wsgi.input")
+    try:
+        remaining = min(int(env.get("CONTENT_LENGTH") or 0), MAX_DRAIN_BYTES)
+        while stream is not None and remaining > 0:
+            chunk = stream.read(min(remaining, 65536))
+            if not chunk:
+                break
+            remaining -= len(chunk)
+    except (OSError, ValueError):
+        pass
+
+
 def read_body(limit: int) -> bytes:
     env = web.ctx.env
     try:
@@ -121,6 +142,7 @@ def read_body(limit: int) -> bytes:
         raise Rejected("413 Request Entity Too Large", "body too large")
     stream = env.get("wsgi.input")
     body = stream.read(declared if declared else limit + 1) if stream else b""
+    env["weixin.body_read"] = True
     if len(body) > limit:
         raise Rejected("413 Request Entity Too Large", "body too large")
     if not body:
@@ -129,19 +151,16 @@ def read_body(limit: int) -> bytes:
 
 
 def parse_xml(body: bytes) -> dict[str, Any]:
-    """The fields of `<xml>...</xml>`; DTDs, entities, invalid UTF-8 and other roots are refused."""
+    """The fields of `<xml>...</xml>`; DTDs, entities, invalid UTF-8, other roots, duplicated fields and
+    nesting deeper than any WeChat push are refused."""
     if utils.has_forbidden_markup(body):
         raise bad_request("DOCTYPE and entity declarations are not accepted")
     try:
-        text = body.decode("utf-8")
-        document = xmltodict.parse(text, disable_entities=True)
-    except UnicodeDecodeError:
-        raise bad_request("body is not valid UTF-8") from None
-    except Exception:  # expat's errors, and anything xmltodict raises on odd input
-        raise bad_request("body is not well-formed XML") from None
-    fields = document.get("xml") if isinstance(document, dict) else None
-    if not isinstance(fields, dict):
-        raise bad_request("root element must be <xml> with fields")
+        fields = utils.xml_fields(body)
+    except utils.MalformedXml as error:
+        raise bad_request(str(error)) from None
+    if any(isinstance(value, list) for value in fields.values()):
+        raise bad_request("duplicated field")
     return fields
 
 
@@ -279,8 +298,14 @@ class Handle:
             message = parse_message(fields)
             record.kind = ":".join(describe(message))
 
-            claim = current.retry_cache.claim(message_key(current.settings.appid, message))
+            fingerprint = RequestFingerprint.of(
+                current.settings.appid, query["signature"], query["timestamp"], query["nonce"], body,
+                current.settings.timestamp_window,
+            )
+            claim = current.retry_cache.claim(message_key(current.settings.appid, message), fingerprint)
             record.dedupe = claim.outcome.value
+            if claim.outcome is Outcome.REPLAYED:
+                raise forbidden("signature already used for another message")
             if claim.outcome is Outcome.DONE:
                 xml = claim.reply
                 record.reply = _reply_type(xml)
@@ -292,6 +317,7 @@ class Handle:
                     current.retry_cache.store(claim.key, xml)
             return respond(xml, mode, query, current)
         except Rejected as error:
+            drain_body()
             return reject(error, record)
         except NoKeyForSafeMode:
             log.error("safe-mode message received but WECHAT_ENCODING_AES_KEY is not set; answering success")

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Callable
 from typing import Any
 
 from wechatpy.replies import (
@@ -67,14 +68,6 @@ def placeholder_values(message: Any) -> dict[str, str]:
     }
 
 
-def _fill(template: Template, message: Any, cache: dict[str, dict[str, str]]) -> str:
-    if not template.fields:
-        return xml_safe_text(template.render({}))
-    if "values" not in cache:
-        cache["values"] = placeholder_values(message)
-    return xml_safe_text(template.render(cache["values"]))
-
-
 def _addressing(message: Any) -> dict[str, Any]:
     """The To/From swap: we answer the follower (FromUserName) from the account (ToUserName)."""
     return {
@@ -89,36 +82,60 @@ def max_articles_for(message: Any) -> int:
     return MAX_ARTICLES_FOR_EVENT if category == "event" else MAX_ARTICLES_FOR_MESSAGE
 
 
+# A reply without placeholders is rendered once with these stand-ins for the header, then each request
+# only swaps them (NUL never survives xml_safe_text, so no operator text can contain them).
+_SOURCE, _TARGET, _TIME = "\x00source\x00", "\x00target\x00", -987654321
+_STATIC_HEAD = {"source": _SOURCE, "target": _TARGET, "time": _TIME}
+
+
 def render_reply(reply: Reply | None, message: Any) -> str | None:
     """The reply XML, or None when there is nothing to say (the caller answers `success`)."""
     if reply is None:
         return None
     if reply.kind == "handler":
         return render_reply(reply_from_value(reply.value(message), message), message)
-    cache: dict[str, dict[str, str]] = {}
-    head = _addressing(message)
-    if reply.kind == "text":
-        return TextReply(content=_fill(reply.value, message, cache), **head).render()
     if reply.kind == "echo":
         content = str(getattr(message, "content", "") or "")
-        return TextReply(content=xml_safe_text(content), **head).render() if content else None
+        return TextReply(content=xml_safe_text(content), **_addressing(message)).render() if content else None
+    if reply.is_static:
+        if "xml" not in reply.rendered:
+            reply.rendered["xml"] = _build(reply, lambda template: xml_safe_text(template.render({})), _STATIC_HEAD)
+        head = _addressing(message)
+        return (
+            reply.rendered["xml"]
+            .replace(_SOURCE, head["source"], 1)
+            .replace(_TARGET, head["target"], 1)
+            .replace(f"<CreateTime>{_TIME}</CreateTime>", f"<CreateTime>{head['time']}</CreateTime>", 1)
+        )
+    values: dict[str, str] = {}
+
+    def fill(template: Template) -> str:
+        if template.fields and not values:
+            values.update(placeholder_values(message))
+        return xml_safe_text(template.render(values))
+
+    return _build(reply, fill, _addressing(message))
+
+
+def _build(reply: Reply, fill: Callable[[Template], str], head: dict[str, Any]) -> str:
+    """Render `reply` with wechatpy's reply classes, each text through `fill`."""
+    if reply.kind == "text":
+        return TextReply(content=fill(reply.value), **head).render()
     if reply.kind == "image":
         return ImageReply(media_id=xml_safe_text(reply.value), **head).render()
     if reply.kind == "voice":
         return VoiceReply(media_id=xml_safe_text(reply.value), **head).render()
     if reply.kind == "video":
-        fields = {key: _fill(value, message, cache) for key, value in reply.value.items()}
-        return VideoReply(**fields, **head).render()
+        return VideoReply(**{key: fill(value) for key, value in reply.value.items()}, **head).render()
     if reply.kind == "music":
-        fields = {key: _fill(value, message, cache) for key, value in reply.value.items()}
-        return MusicReply(**fields, **head).render()
+        return MusicReply(**{key: fill(value) for key, value in reply.value.items()}, **head).render()
     if reply.kind == "news":
         articles = [
             {
-                "title": _fill(article["title"], message, cache),
-                "description": _fill(article["description"], message, cache),
-                "image": _fill(article["picurl"], message, cache),
-                "url": _fill(article["url"], message, cache),
+                "title": fill(article["title"]),
+                "description": fill(article["description"]),
+                "image": fill(article["picurl"]),
+                "url": fill(article["url"]),
             }
             for article in reply.value
         ]

@@ -5,6 +5,7 @@
 
 from __future__ import annotations
 
+import functools
 import importlib
 import logging
 import os
@@ -86,6 +87,21 @@ class Reply:
 
     kind: str
     value: Any = None
+    # The rendered XML of a reply without placeholders, filled in by render.py on first use.
+    rendered: dict[str, str] = field(default_factory=dict, compare=False, repr=False)
+
+    @functools.cached_property
+    def is_static(self) -> bool:
+        """True when no text in the reply depends on the message (so it can be rendered once)."""
+        if self.kind in ("handler", "echo"):
+            return False
+        if isinstance(self.value, Template):
+            return not self.value.fields
+        if isinstance(self.value, dict):
+            return all(not template.fields for template in self.value.values())
+        if isinstance(self.value, tuple):
+            return all(not template.fields for article in self.value for template in article.values())
+        return True
 
 
 @dataclass(frozen=True)

@@ -8,7 +8,7 @@ import time
 import redis
 import wechatpy
 
-from dedupe import NOTHING, PENDING, Outcome, RetryCache, fail_fast_client, message_key
+from dedupe import NOTHING, PENDING, Outcome, RequestFingerprint, RetryCache, fail_fast_client, message_key
 from processes import free_port
 from tests.wechat_requests import fixture
 
@@ -109,3 +109,15 @@ def test_without_redis_messages_are_answered_without_dedupe(caplog) -> None:
     assert cache.claim("k").outcome is Outcome.UNAVAILABLE  # no second connection attempt while backing off
     assert time.monotonic() - started < 2
     assert caplog.text.count("Redis unreachable") == 1
+
+
+def test_a_replayed_query_string_with_another_body_is_refused(redis_client: redis.Redis) -> None:
+    cache = RetryCache(redis_client)
+    original = RequestFingerprint.of("wxapp", "sig", "1700000000", "42", b"<xml>original</xml>", 300)
+    assert cache.claim("wechat:msg:wxapp:id:1", original).outcome is Outcome.FIRST
+    cache.store("wechat:msg:wxapp:id:1", "<xml>reply</xml>")
+    retry = cache.claim("wechat:msg:wxapp:id:1", original)
+    assert retry.outcome is Outcome.DONE  # WeChat's retry: same query, same body
+    forged = RequestFingerprint.of("wxapp", "sig", "1700000000", "42", b"<xml>forged</xml>", 300)
+    assert cache.claim("wechat:msg:wxapp:id:2", forged).outcome is Outcome.REPLAYED
+    assert 0 < redis_client.ttl(original.key) <= 300

@@ -49,6 +49,28 @@ def encrypted_body(xml: bytes, encoding_aes_key: str, appid: str, compatible: bo
     return body, encrypt
 
 
+def prepare(
+    xml: bytes,
+    token: str,
+    mode: str = "plain",
+    encoding_aes_key: str = "",
+    appid: str = "",
+    query: dict[str, str] | None = None,
+) -> tuple[dict[str, str], bytes]:
+    """The query and body WeChat would send for `xml` in `mode` (plain, compatible or safe)."""
+    query = dict(query or signed_query(token))
+    body = xml
+    if mode in ("safe", "compatible"):
+        body, encrypt = encrypted_body(xml, encoding_aes_key, appid, compatible=mode == "compatible")
+        query["encrypt_type"] = "aes"
+        query["msg_signature"] = make_signature(token, query["timestamp"], query["nonce"], encrypt)
+    return query, body
+
+
+def deliver(url: str, query: dict[str, str], body: bytes, timeout: float = 10) -> requests.Response:
+    return requests.post(url, params=query, data=body, headers={"Content-Type": "text/xml"}, timeout=timeout)
+
+
 def post(
     url: str,
     xml: bytes,
@@ -60,13 +82,8 @@ def post(
     timeout: float = 10,
 ) -> requests.Response:
     """POST `xml` as WeChat would in `mode` (plain, compatible or safe)."""
-    query = dict(query or signed_query(token))
-    body = xml
-    if mode in ("safe", "compatible"):
-        body, encrypt = encrypted_body(xml, encoding_aes_key, appid, compatible=mode == "compatible")
-        query["encrypt_type"] = "aes"
-        query["msg_signature"] = make_signature(token, query["timestamp"], query["nonce"], encrypt)
-    return requests.post(url, params=query, data=body, headers={"Content-Type": "text/xml"}, timeout=timeout)
+    prepared_query, body = prepare(xml, token, mode, encoding_aes_key, appid, query)
+    return deliver(url, prepared_query, body, timeout)
 
 
 def reply_fields(text: str) -> dict[str, Any]:
