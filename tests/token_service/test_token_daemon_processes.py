@@ -103,13 +103,13 @@ def test_three_daemons_and_twenty_consumers_make_one_token_call_per_cycle(
     assert consumers.unavailable_after_first == 0
     assert seen["gaps"] == 0 and seen["without_ttl"] == 0
     assert platform.calls("/cgi-bin/token") == 0  # stable_token is the default
+    assert sum("is now the leader" in daemon.log_text() for daemon in daemons) == 1
     for daemon in daemons:
         assert daemon.alive()
         assert daemon.stop() == 0
         log = daemon.log_text()
         assert DEFAULT_SECRET not in log
         assert not any(token in log for token in seen["values"])
-    assert sum("is now the leader" in daemon.log_text() for daemon in daemons) == 1
 
 
 def test_twenty_reports_of_the_same_invalid_token_cause_one_refresh(
