@@ -1,0 +1,43 @@
+"""The replies-file handler that sends a follower the link to their profile page (a news card)."""
+
+from __future__ import annotations
+
+import functools
+import logging
+from typing import Any
+
+from config import ConfigError, load_settings
+from oauth.authorize import LOGIN_PATH, app_url
+
+log = logging.getLogger("oauth")
+
+NOT_CONFIGURED = "网页授权还没有配置好（需要设置 PUBLIC_BASE_URL），请稍后再试。"
+
+
+@functools.cache
+def _public_base_url() -> str:
+    return load_settings().public_base_url
+
+
+def profile_link_articles(public_base_url: str) -> list[dict[str, str]]:
+    """Pure: the one-article news card that opens /oauth/login inside WeChat."""
+    return [
+        {
+            "title": "查看我的微信资料",
+            "description": "点开并同意授权，就能看到你的头像、昵称和 openid。",
+            "picurl": "",
+            "url": app_url(public_base_url, LOGIN_PATH),
+        }
+    ]
+
+
+def profile_link(message: Any) -> list[dict[str, str]] | str:
+    """replies.yaml: `reply: {handler: "oauth.replies:profile_link"}`."""
+    try:
+        base = _public_base_url()
+    except ConfigError as error:
+        log.error("profile link: configuration error: %s", error)
+        base = ""
+    if not base:
+        return NOT_CONFIGURED
+    return profile_link_articles(base)
