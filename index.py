@@ -11,11 +11,17 @@ import web
 web.config.debug = False
 
 import handle  # noqa: E402
+import oauth.routes  # noqa: E402
 from config import ConfigError, load_settings  # noqa: E402
 from replies import RulesError  # noqa: E402
 
 urls = (
     "/weixin", "handle.Handle",
+    # Web authorization pages (oauth/routes.py).
+    "/oauth/login", "oauth.routes.Login",
+    "/oauth/callback", "oauth.routes.Callback",
+    "/me", "oauth.routes.Me",
+    "/oauth/logout", "oauth.routes.Logout",
 )
 
 
@@ -35,7 +41,7 @@ def _start() -> web.application:
     except RulesError as error:
         sys.stderr.write(f"replies file error:\n{error}\n")
         raise SystemExit(2) from None
-    return web.application(urls, {"handle": handle})
+    return web.application(urls, {"handle": handle, "oauth": oauth})
 
 
 app = _start()
