@@ -1,7 +1,8 @@
 """Requests per second of this server against WeRoBot and a bare WSGI function, in one run.
 
-Each app runs in turn behind the shipped nginx + uWSGI setup (one worker), loaded by wrk with a signed
-message and a fresh MsgId per request. Prints a table with the ratios. `make bench` runs it.
+Each app runs in turn behind the shipped nginx + uWSGI setup (one worker), loaded by wrk with signed
+messages that are all distinct (a fresh nonce and MsgId per request, as WeChat sends them). Prints a
+table with the ratios to WeRoBot and to the ceiling. `make bench` runs it.
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -32,24 +33,47 @@ from wechat_crypto import aes_key_from_encoding_key, encrypt_message  # noqa: E4
 TOKEN = "benchtoken"
 APPID = "wxbench0000000001"
 AES_KEY = "abcdefghijklmnopqrstuvwxyz0123456789ABCDEFG"
-HEADER = (
-    "<xml><ToUserName><![CDATA[gh_10f6c3c3ac5a]]></ToUserName>"
-    "<FromUserName><![CDATA[oFollower0000000000000000001]]></FromUserName>"
-    "<CreateTime>1409735668</CreateTime>"
-)
-KEYWORD_BODY = (
-    HEADER + "<MsgType><![CDATA[text]]></MsgType><Content><![CDATA[微博]]></Content><MsgId>%MSGID%</MsgId></xml>"
-)
-DEFAULT_BODY = (
-    HEADER
-    + "<MsgType><![CDATA[text]]></MsgType><Content><![CDATA[随便说点什么]]></Content><MsgId>%MSGID%</MsgId></xml>"
-)
-EVENT_BODY = (
-    "<xml><ToUserName><![CDATA[gh_10f6c3c3ac5a]]></ToUserName>"
-    "<FromUserName><![CDATA[oFollower%MSGID%]]></FromUserName><CreateTime>1409735668</CreateTime>"
-    "<MsgType><![CDATA[event]]></MsgType><Event><![CDATA[CLICK]]></Event>"
-    "<EventKey><![CDATA[V1002_ABOUT]]></EventKey></xml>"
-)
+ACCOUNT = "gh_10f6c3c3ac5a"
+
+
+def text_message(number: int, content: str) -> str:
+    return (
+        f"<xml><ToUserName><![CDATA[{ACCOUNT}]]></ToUserName>"
+        f"<FromUserName><![CDATA[oFollower{number % 1000:022d}]]></FromUserName>"
+        f"<CreateTime>{1700000000 + number}</CreateTime><MsgType><![CDATA[text]]></MsgType>"
+        f"<Content><![CDATA[{content}]]></Content><MsgId>{7_000_000_000_000 + number}</MsgId></xml>"
+    )
+
+
+def click_event(number: int) -> str:
+    return (
+        f"<xml><ToUserName><![CDATA[{ACCOUNT}]]></ToUserName>"
+        f"<FromUserName><![CDATA[oFollower{number:022d}]]></FromUserName>"
+        f"<CreateTime>{1700000000 + number}</CreateTime><MsgType><![CDATA[event]]></MsgType>"
+        "<Event><![CDATA[CLICK]]></Event><EventKey><![CDATA[V1002_ABOUT]]></EventKey></xml>"
+    )
+
+
+def signed_path(nonce: str, encrypt: str | None = None) -> str:
+    timestamp = str(int(time.time()))
+    path = f"/weixin?signature={make_signature(TOKEN, timestamp, nonce)}&timestamp={timestamp}&nonce={nonce}"
+    if encrypt is not None:
+        path += f"&encrypt_type=aes&msg_signature={make_signature(TOKEN, timestamp, nonce, encrypt)}"
+    return path
+
+
+def plain_pool(size: int, make_body: Callable[[int], str], start: int) -> list[tuple[str, str]]:
+    return [(signed_path(str(start + n)), make_body(start + n)) for n in range(size)]
+
+
+def safe_pool(size: int, start: int) -> list[tuple[str, str]]:
+    key = aes_key_from_encoding_key(AES_KEY)
+    pool = []
+    for n in range(start, start + size):
+        encrypt = encrypt_message(text_message(n, "微博"), key, APPID)
+        envelope = f"<xml><ToUserName><![CDATA[{ACCOUNT}]]></ToUserName><Encrypt><![CDATA[{encrypt}]]></Encrypt></xml>"
+        pool.append((signed_path(str(n), encrypt), envelope))
+    return pool
 
 
 @dataclass
@@ -59,74 +83,40 @@ class Result:
     p50_ms: float
     p99_ms: float
     errors: int
-    requests: int
 
 
-def signed_path(encrypt: str | None = None) -> str:
-    timestamp, nonce = str(int(time.time())), "20261122"
-    path = f"/weixin?signature={make_signature(TOKEN, timestamp, nonce)}&timestamp={timestamp}&nonce={nonce}"
-    path += "&openid=oFollower0000000000000000001"
-    if encrypt is not None:
-        path += f"&encrypt_type=aes&msg_signature={make_signature(TOKEN, timestamp, nonce, encrypt)}"
-    return path
-
-
-def run_wrk(base_url: str, path: str, body: str, seconds: int, connections: int, repeat: bool = False) -> dict:
-    """wrk with a fresh MsgId in `body` on every request (or the same one, for the retry case)."""
-    with tempfile.NamedTemporaryFile("w", suffix=".xml", delete=False, encoding="utf-8") as file:
-        file.write(body)
-    try:
-        env = {"BENCH_BODY": file.name, "BENCH_PATH": path, "BENCH_REPEAT": "1" if repeat else "0"}
-        return wrk(base_url, "wrk_message.lua", env, seconds, connections)
-    finally:
-        os.unlink(file.name)
-
-
-def run_wrk_pool(base_url: str, requests_: list[tuple[str, str]], seconds: int, connections: int) -> dict:
-    """wrk cycling through prepared (path, body) pairs."""
+def run_wrk(base_url: str, pool: list[tuple[str, str]], seconds: int, connections: int) -> dict[str, int]:
+    """wrk (2 threads) cycling through the prepared requests."""
     with tempfile.NamedTemporaryFile("w", suffix=".tsv", delete=False, encoding="utf-8") as file:
-        file.write("".join(f"{path}\t{body}\n" for path, body in requests_))
+        file.write("".join(f"{path}\t{body}\n" for path, body in pool))
     try:
-        return wrk(base_url, "wrk_pool.lua", {"BENCH_REQUESTS": file.name}, seconds, connections)
+        command = [
+            find_program("wrk"), "-t", "2", "-c", str(connections), "-d", f"{seconds}s",
+            "-s", str(ROOT / "bench/wrk_pool.lua"), base_url,
+        ]
+        env = {**os.environ, "BENCH_REQUESTS": file.name}
+        completed = subprocess.run(command, env=env, capture_output=True, text=True, timeout=seconds + 120)
     finally:
         os.unlink(file.name)
-
-
-def wrk(base_url: str, script: str, env: dict[str, str], seconds: int, connections: int) -> dict:
-    command = [
-        find_program("wrk"),
-        "-t",
-        "2",
-        "-c",
-        str(connections),
-        "-d",
-        f"{seconds}s",
-        "-s",
-        str(ROOT / "bench" / script),
-        base_url,
-    ]
-    completed = subprocess.run(command, env={**os.environ, **env}, capture_output=True, text=True, timeout=seconds + 60)
     match = re.search(r"RESULT (.*)", completed.stdout)
     if not match:
         raise RuntimeError(f"wrk printed no result:\n{completed.stdout}\n{completed.stderr}")
     return {key: int(value) for key, value in (pair.split("=") for pair in match.group(1).split())}
 
 
-def to_result(name: str, raw: dict) -> Result:
-    errors = raw["connect"] + raw["read"] + raw["write"] + raw["status"] + raw["timeout"]
+def to_result(name: str, raw: dict[str, int]) -> Result:
     return Result(
         name=name,
         requests_per_second=raw["requests"] / (raw["duration_us"] / 1e6),
         p50_ms=raw["p50_us"] / 1000,
         p99_ms=raw["p99_us"] / 1000,
-        errors=errors,
-        requests=raw["requests"],
+        errors=raw["connect"] + raw["read"] + raw["write"] + raw["status"] + raw["timeout"],
     )
 
 
 @contextlib.contextmanager
 def serving(directory: Path, wsgi_file: Path | None, env: dict[str, str], workers: int = 1) -> Iterator[str]:
-    """nginx + uWSGI (shipped configs) serving `wsgi_file` (None: this project's index.py)."""
+    """nginx + uWSGI with the shipped configs serving `wsgi_file` (None: this project's index.py)."""
     uwsgi = UwsgiServer(directory / "uwsgi", env, workers=workers, wsgi_file=wsgi_file).start()
     nginx = NginxServer(directory / "nginx", uwsgi.socket_path).start()
     try:
@@ -136,25 +126,41 @@ def serving(directory: Path, wsgi_file: Path | None, env: dict[str, str], worker
         uwsgi.stop()
 
 
-def check_reply(base_url: str, body: str, expect: str, encrypt: str | None = None) -> None:
-    """One request before the load: the app must answer what we think it answers."""
-    response = requests.post(
-        base_url + signed_path(encrypt), data=body.replace("%MSGID%", str(time.time_ns())).encode(), timeout=5
-    )
-    if response.status_code != 200 or expect not in response.text:
+def expect_reply(base_url: str, request: tuple[str, str], marker: str) -> None:
+    """One request before the load: the app must answer what the case claims it answers."""
+    path, body = request
+    response = requests.post(base_url + path, data=body.encode(), timeout=5)
+    if response.status_code != 200 or marker not in response.text:
         raise RuntimeError(f"unexpected reply ({response.status_code}): {response.text[:300]}")
 
 
-def app_env(redis: RedisServer, **extra: str) -> dict[str, str]:
+def app_env(redis: RedisServer) -> dict[str, str]:
     return {
-        "WECHAT_TOKEN": TOKEN,
-        "WECHAT_APPID": APPID,
-        "WECHAT_ENCODING_AES_KEY": AES_KEY,
-        "REDIS_URL": redis.unix_url,
-        "LOG_LEVEL": "WARNING",
-        "DOTENV_FILE": "/dev/null",
-        **extra,
+        "WECHAT_TOKEN": TOKEN, "WECHAT_APPID": APPID, "WECHAT_ENCODING_AES_KEY": AES_KEY,
+        "REDIS_URL": redis.unix_url, "LOG_LEVEL": "WARNING", "DOTENV_FILE": "/dev/null",
     }
+
+
+class Bench:
+    def __init__(self, seconds: int, connections: int) -> None:
+        self.seconds = seconds
+        self.connections = connections
+        # Enough distinct requests that none repeats within a case (a repeat would be a dedupe hit).
+        self.pool_size = max(20_000, seconds * 6_000)
+        self.next_number = time.time_ns() // 1000
+        self.results: list[Result] = []
+
+    def numbers(self) -> int:
+        start = self.next_number
+        self.next_number += self.pool_size
+        return start
+
+    def measure(self, name: str, url: str, pool: list[tuple[str, str]], marker: str) -> None:
+        expect_reply(url, pool[-1], marker)
+        self.results.append(to_result(name, run_wrk(url, pool[:-1], self.seconds, self.connections)))
+
+    def warm_up(self, url: str) -> None:
+        run_wrk(url, plain_pool(2_000, lambda n: text_message(n, "微博"), self.numbers()), 2, self.connections)
 
 
 def main() -> int:
@@ -162,58 +168,37 @@ def main() -> int:
     parser.add_argument("--seconds", type=int, default=8, help="wrk duration per case")
     parser.add_argument("--connections", type=int, default=8)
     args = parser.parse_args()
-    results: list[Result] = []
+    bench = Bench(args.seconds, args.connections)
+    news = "<MsgType><![CDATA[news]]></MsgType>"
     with tempfile.TemporaryDirectory(prefix="bench-") as temp:
         directory = Path(temp)
         redis = RedisServer(directory / "redis").start()
         try:
-            load = (args.seconds, args.connections)
+            size = bench.pool_size
             with serving(directory / "ours", None, app_env(redis)) as url:
-                check_reply(url, KEYWORD_BODY, "<MsgType><![CDATA[news]]>")
-                run_wrk(url, signed_path(), KEYWORD_BODY, 2, args.connections)  # warm-up
-                results.append(
-                    to_result("this project: keyword (plaintext)", run_wrk(url, signed_path(), KEYWORD_BODY, *load))
-                )
-                results.append(
-                    to_result("this project: default reply", run_wrk(url, signed_path(), DEFAULT_BODY, *load))
-                )
-                results.append(to_result("this project: CLICK event", run_wrk(url, signed_path(), EVENT_BODY, *load)))
-                results.append(safe_mode_case(url, *load))
-                results.append(
-                    to_result(
-                        "this project: retry of answered msg",
-                        run_wrk(url, signed_path(), KEYWORD_BODY, *load, repeat=True),
-                    )
-                )
+                bench.warm_up(url)
+                keyword = plain_pool(size, lambda n: text_message(n, "微博"), bench.numbers())
+                bench.measure("this project: keyword (plaintext)", url, keyword, news)
+                default = plain_pool(size, lambda n: text_message(n, "随便说点什么"), bench.numbers())
+                bench.measure("this project: default reply (echo)", url, default, "随便说点什么")
+                clicks = plain_pool(size, click_event, bench.numbers())
+                bench.measure("this project: CLICK event", url, clicks, "text")
+                safe = safe_pool(size, bench.numbers())
+                bench.measure("this project: keyword (safe mode)", url, safe, "MsgSignature")
+                retry = plain_pool(1, lambda n: text_message(n, "微博"), bench.numbers())
+                bench.measure("this project: retry of answered msg", url, retry * 2, news)
             with serving(directory / "werobot", ROOT / "bench/werobot_app.py", app_env(redis)) as url:
-                check_reply(url, KEYWORD_BODY, "<MsgType><![CDATA[news]]>")
-                run_wrk(url, signed_path(), KEYWORD_BODY, 2, args.connections)
-                results.append(to_result("WeRoBot 1.13.1: keyword", run_wrk(url, signed_path(), KEYWORD_BODY, *load)))
+                bench.warm_up(url)
+                keyword = plain_pool(size, lambda n: text_message(n, "微博"), bench.numbers())
+                bench.measure("WeRoBot 1.13.1: keyword", url, keyword, news)
             with serving(directory / "bare", ROOT / "bench/bare_app.py", app_env(redis)) as url:
-                run_wrk(url, signed_path(), KEYWORD_BODY, 2, args.connections)
-                results.append(to_result("bare WSGI (ceiling)", run_wrk(url, signed_path(), KEYWORD_BODY, *load)))
+                bench.warm_up(url)
+                keyword = plain_pool(size, lambda n: text_message(n, "微博"), bench.numbers())
+                bench.measure("bare WSGI (ceiling)", url, keyword, "<xml>")
         finally:
             redis.stop()
-    print_table(results, args)
+    print_table(bench.results, args)
     return 0
-
-
-def safe_mode_case(url: str, seconds: int, connections: int) -> Result:
-    """Safe mode, encrypted both ways: each request is a distinct pre-encrypted message (wrk has no AES)."""
-    key = aes_key_from_encoding_key(AES_KEY)
-    base_id = time.time_ns() // 1000
-    pool = []
-    for index in range(5000):
-        encrypt = encrypt_message(KEYWORD_BODY.replace("%MSGID%", str(base_id + index)), key, APPID)
-        body = (
-            f"<xml><ToUserName><![CDATA[gh_10f6c3c3ac5a]]></ToUserName><Encrypt><![CDATA[{encrypt}]]></Encrypt></xml>"
-        )
-        pool.append((signed_path(encrypt), body))
-    check_path, check_body = pool.pop()
-    response = requests.post(url + check_path, data=check_body.encode(), timeout=5)
-    if "<MsgSignature>" not in response.text:
-        raise RuntimeError(f"safe mode check failed: {response.status_code} {response.text[:300]}")
-    return to_result("this project: keyword (safe mode)", run_wrk_pool(url, pool, seconds, connections))
 
 
 def print_table(results: list[Result], args: argparse.Namespace) -> None:
@@ -224,11 +209,10 @@ def print_table(results: list[Result], args: argparse.Namespace) -> None:
     print(f"\n{datetime.date.today()} · {machine}")
     print(
         f"nginx + uWSGI (shipped configs, 1 worker), wrk 2 threads, {args.connections} connections, "
-        f"{args.seconds} s per case\n"
+        f"{args.seconds} s per case, every request a distinct signed message\n"
     )
     widths = (38, 8, 7, 7, 6, 9, 9)
-    header = ("case", "req/s", "p50 ms", "p99 ms", "errors", "× WeRoBot", "× ceiling")
-    print(table_row(header, widths))
+    print(table_row(("case", "req/s", "p50 ms", "p99 ms", "errors", "× WeRoBot", "× ceiling"), widths))
     print("|" + "|".join("-" * (width + 2) for width in widths) + "|")
     for result in results:
         cells = (

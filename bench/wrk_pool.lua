@@ -1,25 +1,30 @@
--- wrk script: cycle through prepared requests (one "path<TAB>body" per line in BENCH_REQUESTS), for cases
--- whose body cannot be made in Lua, such as safe mode where every message is encrypted differently.
-local pool = {}
-local index = 0
+-- wrk script: send prepared requests, one "path<TAB>body" per line in BENCH_REQUESTS. Each request is
+-- distinct (fresh nonce and MsgId, as WeChat sends them), and the wrk threads take disjoint slices.
 local threads = {}
 
 function setup(thread)
-  thread:set("offset", #threads * 1000)
+  thread:set("slice", #threads)
   table.insert(threads, thread)
+  for _, t in ipairs(threads) do t:set("slices", #threads) end
 end
 
 function init(args)
+  pool = {}
+  local line_number = 0
   for line in io.lines(os.getenv("BENCH_REQUESTS")) do
-    local path, body = line:match("^([^\t]+)\t(.*)$")
-    table.insert(pool, wrk.format("POST", path, { ["Content-Type"] = "text/xml" }, body))
+    if line_number % slices == slice then
+      local path, body = line:match("^([^\t]+)\t(.*)$")
+      table.insert(pool, wrk.format("POST", path, { ["Content-Type"] = "text/xml" }, body))
+    end
+    line_number = line_number + 1
   end
-  index = offset or 0
+  index = 0
 end
 
 function request()
   index = index + 1
-  return pool[(index % #pool) + 1]
+  if index > #pool then index = 1 end
+  return pool[index]
 end
 
 function done(summary, latency, requests)
