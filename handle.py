@@ -1,15 +1,16 @@
 """The /weixin endpoint that WeChat calls: GET proves we own the URL, POST answers messages and events.
 
-POST reads top to bottom: verify -> decrypt -> parse -> dedupe -> route -> render -> encrypt.
-Failures map to 403 (signature, timestamp), 413 (body too large), 400 (malformed input); anything
-that goes wrong while finding or rendering a reply is logged and answered with `success`, so WeChat
-never sees a 500 or a traceback.
+POST reads top to bottom: verify -> decrypt -> parse -> route -> dedupe + render -> encrypt.
+Failures map to 403 (signature, timestamp, replay), 413 (body too large), 400 (malformed input);
+anything that goes wrong while finding or rendering a reply is logged and answered with `success`,
+so WeChat never sees a 500 or a traceback.
 """
 
 from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import parse_qsl
@@ -21,7 +22,7 @@ import render
 import utils
 from config import Settings
 from dedupe import Outcome, RequestFingerprint, RetryCache, fail_fast_client, message_key
-from replies import ReplyBook, describe
+from replies import Match, ReplyBook, describe
 from wechat_crypto import AppIdMismatch, DecryptError, aes_key_from_encoding_key, decrypt_message, encrypted_reply
 
 log = logging.getLogger("weixin")
@@ -29,6 +30,15 @@ log = logging.getLogger("weixin")
 XML_CONTENT_TYPE = "application/xml; charset=utf-8"
 TEXT_CONTENT_TYPE = "text/plain; charset=utf-8"
 NO_REPLY = "success"
+STATUS_PAGE = "WeChat endpoint is up. Point the console's URL here; WeChat signs every request.\n"
+MAX_DRAIN_BYTES = 16 * 1024 * 1024
+
+
+@dataclass(frozen=True)
+class Response:
+    status: str
+    body: str
+    content_type: str = TEXT_CONTENT_TYPE
 
 
 class Rejected(Exception):
@@ -46,6 +56,10 @@ def forbidden(reason: str) -> Rejected:
 
 def bad_request(reason: str) -> Rejected:
     return Rejected("400 Bad Request", reason)
+
+
+class NoKeyForSafeMode(Exception):
+    """WeChat sent a safe-mode message but no EncodingAESKey is configured: an operator error."""
 
 
 @dataclass
@@ -96,8 +110,8 @@ class RequestRecord:
 # --- the steps -------------------------------------------------------------------------------
 
 
-def read_query() -> dict[str, str]:
-    return dict(parse_qsl(web.ctx.env.get("QUERY_STRING", ""), keep_blank_values=True))
+def read_query(environ: dict[str, Any]) -> dict[str, str]:
+    return dict(parse_qsl(environ.get("QUERY_STRING", ""), keep_blank_values=True))
 
 
 def verify_query(query: dict[str, str], settings: Settings) -> None:
@@ -110,19 +124,32 @@ def verify_query(query: dict[str, str], settings: Settings) -> None:
         raise forbidden("timestamp outside the allowed window")
 
 
-MAX_DRAIN_BYTES = 16 * 1024 * 1024
+def read_body(environ: dict[str, Any], limit: int) -> bytes:
+    try:
+        declared = int(environ.get("CONTENT_LENGTH") or 0)
+    except ValueError:
+        raise bad_request("invalid Content-Length") from None
+    if declared > limit:
+        raise Rejected("413 Request Entity Too Large", "body too large")
+    stream = environ.get("wsgi.input")
+    body = stream.read(declared if declared else limit + 1) if stream else b""
+    environ["weixin.body_read"] = True
+    if len(body) > limit:
+        raise Rejected("413 Request Entity Too Large", "body too large")
+    if not body:
+        raise bad_request("empty body")
+    return body
 
 
-def drain_body() -> None:
+def drain_body(environ: dict[str, Any]) -> None:
     """Read and drop what is left of a refused request's body (up to 16 MiB): a server that closes a
     connection with unread data makes the kernel send a reset, and the client may never see our answer."""
-    env = web.ctx.env
-    if env.get("weixin.body_read"):
+    if environ.get("weixin.body_read"):
         return
-    env["weixin.body_read"] = True
-    stream = env.get("wsgi.input")
+    environ["weixin.body_read"] = True
+    stream = environ.get("wsgi.input")
     try:
-        remaining = min(int(env.get("CONTENT_LENGTH") or 0), MAX_DRAIN_BYTES)
+        remaining = min(int(environ.get("CONTENT_LENGTH") or 0), MAX_DRAIN_BYTES)
         while stream is not None and remaining > 0:
             chunk = stream.read(min(remaining, 65536))
             if not chunk:
@@ -130,24 +157,6 @@ def drain_body() -> None:
             remaining -= len(chunk)
     except (OSError, ValueError):
         pass
-
-
-def read_body(limit: int) -> bytes:
-    env = web.ctx.env
-    try:
-        declared = int(env.get("CONTENT_LENGTH") or 0)
-    except ValueError:
-        raise bad_request("invalid Content-Length") from None
-    if declared > limit:
-        raise Rejected("413 Request Entity Too Large", "body too large")
-    stream = env.get("wsgi.input")
-    body = stream.read(declared if declared else limit + 1) if stream else b""
-    env["weixin.body_read"] = True
-    if len(body) > limit:
-        raise Rejected("413 Request Entity Too Large", "body too large")
-    if not body:
-        raise bad_request("empty body")
-    return body
 
 
 def parse_xml(body: bytes) -> dict[str, Any]:
@@ -192,12 +201,10 @@ def open_envelope(fields: dict[str, Any], query: dict[str, str], current: Runtim
     return mode, parse_xml(inner)
 
 
-class NoKeyForSafeMode(Exception):
-    """WeChat sent a safe-mode message but no EncodingAESKey is configured: an operator error."""
-
-
 def parse_message(fields: dict[str, Any]) -> Any:
-    """A wechatpy message or event object (UnknownMessage for types wechatpy does not know)."""
+    """A wechatpy message or event object (UnknownMessage for types wechatpy does not know).
+
+    The dispatch mirrors wechatpy.parse_message, which would parse the XML a second time."""
     for name in ("ToUserName", "FromUserName", "MsgType"):
         if not isinstance(fields.get(name), str) or not fields[name]:
             raise bad_request(f"missing {name}")
@@ -218,17 +225,60 @@ def parse_message(fields: dict[str, Any]) -> Any:
     return message_class(fields)
 
 
-def answer(message: Any, current: Runtime, record: RequestRecord) -> str | None:
-    """Route and render: the reply XML, or None for "nothing to say". Errors here become `success`."""
+def route(message: Any, current: Runtime, record: RequestRecord) -> Match | None:
+    """The rule for this message (None when finding it failed: logged, answered with `success`)."""
     try:
         match = current.replies.current().find_reply(message)
-        record.rule = match.rule
+    except Exception:
+        log.exception("finding the reply failed; answering success")
+        record.reply = "error"
+        return None
+    record.rule = match.rule
+    return match
+
+
+def render_reply(match: Match | None, message: Any, record: RequestRecord) -> str | None:
+    """The reply XML, or None for "nothing to say". Errors here (a handler's, say) become `success`."""
+    if match is None:
+        return None
+    try:
         xml = render.render_reply(match.reply, message)
     except Exception:
         log.exception("reply failed (rule=%s); answering success", record.rule)
         record.reply = "error"
         return None
     record.reply = _reply_type(xml)
+    return xml
+
+
+def answer_once(message: Any, match: Match | None, fingerprint: RequestFingerprint, current: Runtime,
+                record: RequestRecord) -> str | None:
+    """Dedupe and render: the reply for this message, the same one for every retry of it.
+
+    A reply from the rules file has no side effects, so it is rendered first and stored by the claim
+    itself (one Redis round trip); a handler runs code, so the message is claimed before it runs and
+    the reply stored after (it runs once however many retries arrive)."""
+    key = message_key(current.settings.appid, message)
+    runs_code = match is not None and match.reply is not None and match.reply.kind == "handler"
+    if runs_code:
+        claim = current.retry_cache.claim(key, fingerprint)
+    else:
+        xml = render_reply(match, message, record)
+        claim = current.retry_cache.claim_with_reply(key, xml, fingerprint)
+    record.dedupe = claim.outcome.value
+    if claim.outcome is Outcome.REPLAYED:
+        raise forbidden("signature already used for another message")
+    if claim.outcome is Outcome.DONE:
+        record.reply = _reply_type(claim.reply)
+        return claim.reply
+    if claim.outcome is Outcome.IN_PROGRESS:
+        record.reply = "none"
+        return None
+    if not runs_code:
+        return xml
+    xml = render_reply(match, message, record)
+    if claim.outcome is Outcome.FIRST:
+        current.retry_cache.store(claim.key, xml)
     return xml
 
 
@@ -239,95 +289,117 @@ def _reply_type(xml: str | None) -> str:
     return xml[start + 18 : xml.find("]]>", start)] if start >= 0 else "?"
 
 
-def respond(xml: str | None, mode: str, query: dict[str, str], current: Runtime) -> str:
+def reply_response(xml: str | None, mode: str, query: dict[str, str], current: Runtime) -> Response:
     if xml is None:
-        web.header("Content-Type", TEXT_CONTENT_TYPE)
-        return NO_REPLY
-    web.header("Content-Type", XML_CONTENT_TYPE)
+        return Response("200 OK", NO_REPLY)
     if mode in ("safe", "compatible") and current.aes_key is not None:
         settings = current.settings
-        return encrypted_reply(xml, current.aes_key, settings.appid, settings.token, query["timestamp"], query["nonce"])
-    return xml
+        xml = encrypted_reply(xml, current.aes_key, settings.appid, settings.token, query["timestamp"], query["nonce"])
+    return Response("200 OK", xml, XML_CONTENT_TYPE)
 
 
-def reject(error: Rejected, record: RequestRecord) -> str:
-    web.ctx.status = error.status
-    web.header("Content-Type", TEXT_CONTENT_TYPE)
+def rejection(error: Rejected, record: RequestRecord) -> Response:
     record.status = int(error.status.split()[0])
     record.reply = error.reason.replace(" ", "_")
-    return error.reason
+    return Response(error.status, error.reason)
 
 
-# --- the endpoint ----------------------------------------------------------------------------
+# --- the two requests --------------------------------------------------------------------------
+
+
+def respond_to_message(environ: dict[str, Any]) -> Response:
+    """POST /weixin, as a Response; never raises."""
+    record = RequestRecord()
+    try:
+        assert runtime is not None, "handle.configure() was not called"
+        current = runtime
+        query = read_query(environ)
+        verify_query(query, current.settings)
+        body = read_body(environ, current.settings.max_body_bytes)
+        mode, fields = open_envelope(parse_xml(body), query, current)
+        record.mode = mode
+        message = parse_message(fields)
+        record.kind = ":".join(describe(message))
+        match = route(message, current, record)
+        fingerprint = RequestFingerprint.of(
+            current.settings.appid, query["signature"], query["timestamp"], query["nonce"], body,
+            current.settings.timestamp_window,
+        )
+        xml = answer_once(message, match, fingerprint, current, record)
+        return reply_response(xml, mode, query, current)
+    except Rejected as error:
+        drain_body(environ)
+        return rejection(error, record)
+    except NoKeyForSafeMode:
+        log.error("safe-mode message received but WECHAT_ENCODING_AES_KEY is not set; answering success")
+        record.reply = "no-key"
+        return Response("200 OK", NO_REPLY)
+    except Exception:
+        log.exception("POST /weixin failed; answering success")
+        record.reply = "error"
+        return Response("200 OK", NO_REPLY)
+    finally:
+        record.write("POST")
+
+
+def respond_to_verification(environ: dict[str, Any]) -> Response:
+    """GET /weixin: echo `echostr` when the signature is right (the console's URL check)."""
+    record = RequestRecord(kind="verify")
+    try:
+        assert runtime is not None, "handle.configure() was not called"
+        query = read_query(environ)
+        if not query:
+            record.reply = "status-page"
+            return Response("200 OK", STATUS_PAGE)
+        verify_query(query, runtime.settings)
+        if "echostr" not in query:
+            raise forbidden("missing echostr")
+        record.reply = "echostr"
+        return Response("200 OK", query["echostr"])
+    except Rejected as error:
+        return rejection(error, record)
+    except Exception:
+        log.exception("GET /weixin failed")
+        return rejection(forbidden("verification failed"), record)
+    finally:
+        record.write("GET")
+
+
+# --- web.py ------------------------------------------------------------------------------------
+
+
+def _through_web_py(response: Response) -> str:
+    web.ctx.status = response.status
+    web.header("Content-Type", response.content_type)
+    return response.body
 
 
 class Handle:
+    """The web.py view for /weixin (index.py's URL map)."""
+
     def GET(self) -> str:
-        record = RequestRecord(kind="verify")
-        try:
-            assert runtime is not None, "handle.configure() was not called"
-            query = read_query()
-            if not query:
-                web.header("Content-Type", TEXT_CONTENT_TYPE)
-                record.reply = "status-page"
-                return "WeChat endpoint is up. Point the console's URL here; WeChat signs every request.\n"
-            verify_query(query, runtime.settings)
-            if "echostr" not in query:
-                raise forbidden("missing echostr")
-            web.header("Content-Type", TEXT_CONTENT_TYPE)
-            record.reply = "echostr"
-            return query["echostr"]
-        except Rejected as error:
-            return reject(error, record)
-        except Exception:
-            log.exception("GET /weixin failed")
-            return reject(forbidden("verification failed"), record)
-        finally:
-            record.write("GET")
+        return _through_web_py(respond_to_verification(web.ctx.env))
 
     def POST(self) -> str:
-        record = RequestRecord()
-        try:
-            assert runtime is not None, "handle.configure() was not called"
-            current = runtime
-            query = read_query()
-            verify_query(query, current.settings)
-            body = read_body(current.settings.max_body_bytes)
-            mode, fields = open_envelope(parse_xml(body), query, current)
-            record.mode = mode
-            message = parse_message(fields)
-            record.kind = ":".join(describe(message))
+        return _through_web_py(respond_to_message(web.ctx.env))
 
-            fingerprint = RequestFingerprint.of(
-                current.settings.appid, query["signature"], query["timestamp"], query["nonce"], body,
-                current.settings.timestamp_window,
+
+WsgiApp = Callable[[dict[str, Any], Callable[..., Any]], Iterable[bytes]]
+
+
+def direct_message_route(web_py_app: WsgiApp) -> WsgiApp:
+    """web.py middleware: POST /weixin goes straight to `respond_to_message`, the same code Handle.POST
+    runs, skipping web.py's per-request setup (about 30 µs, a sixth of a message's cost); every other
+    request goes through web.py."""
+
+    def application(environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterable[bytes]:
+        if environ.get("REQUEST_METHOD") == "POST" and environ.get("PATH_INFO") == "/weixin":
+            response = respond_to_message(environ)
+            body = response.body.encode("utf-8")
+            start_response(
+                response.status, [("Content-Type", response.content_type), ("Content-Length", str(len(body)))]
             )
-            claim = current.retry_cache.claim(message_key(current.settings.appid, message), fingerprint)
-            record.dedupe = claim.outcome.value
-            if claim.outcome is Outcome.REPLAYED:
-                raise forbidden("signature already used for another message")
-            if claim.outcome is Outcome.DONE:
-                xml = claim.reply
-                record.reply = _reply_type(xml)
-            elif claim.outcome is Outcome.IN_PROGRESS:
-                xml = None
-            else:
-                xml = answer(message, current, record)
-                if claim.outcome is Outcome.FIRST:
-                    current.retry_cache.store(claim.key, xml)
-            return respond(xml, mode, query, current)
-        except Rejected as error:
-            drain_body()
-            return reject(error, record)
-        except NoKeyForSafeMode:
-            log.error("safe-mode message received but WECHAT_ENCODING_AES_KEY is not set; answering success")
-            record.reply = "no-key"
-            web.header("Content-Type", TEXT_CONTENT_TYPE)
-            return NO_REPLY
-        except Exception:
-            log.exception("POST /weixin failed; answering success")
-            record.reply = "error"
-            web.header("Content-Type", TEXT_CONTENT_TYPE)
-            return NO_REPLY
-        finally:
-            record.write("POST")
+            return [body]
+        return web_py_app(environ, start_response)
+
+    return application

@@ -17,6 +17,8 @@ from replies import RulesError  # noqa: E402
 
 urls = (
     "/weixin", "handle.Handle",
+    # For monitors: app up, Redis reachable, token age (health.py).
+    "/health", "health.Health",
     # Web authorization pages (oauth/routes.py).
     "/oauth/login", "oauth.routes.Login",
     "/oauth/callback", "oauth.routes.Callback",
@@ -45,7 +47,8 @@ def _start() -> web.application:
 
 
 app = _start()
-application = app.wsgifunc()
+# The middleware sends POST /weixin straight to the code Handle.POST runs (see handle.py); the rest is web.py.
+application = app.wsgifunc(handle.direct_message_route)
 
 if __name__ == "__main__":
     app.run()

@@ -121,3 +121,20 @@ def test_a_replayed_query_string_with_another_body_is_refused(redis_client: redi
     forged = RequestFingerprint.of("wxapp", "sig", "1700000000", "42", b"<xml>forged</xml>", 300)
     assert cache.claim("wechat:msg:wxapp:id:2", forged).outcome is Outcome.REPLAYED
     assert 0 < redis_client.ttl(original.key) <= 300
+
+
+def test_claims_keep_working_after_redis_forgets_the_script(redis_client: redis.Redis) -> None:
+    cache = RetryCache(redis_client)
+    assert cache.claim("k1").outcome is Outcome.FIRST
+    redis_client.script_flush()  # what a restarted Redis looks like to the claim script
+    assert cache.claim("k2").outcome is Outcome.FIRST
+    assert redis_client.get("k2") == PENDING
+
+
+def test_claims_come_back_after_redis_restarts(redis_server) -> None:
+    cache = RetryCache(fail_fast_client(redis_server.url))
+    assert cache.claim("before").outcome is Outcome.FIRST
+    redis_server.restart()
+    assert cache.claim("during-backoff").outcome in (Outcome.UNAVAILABLE, Outcome.FIRST)
+    cache._down_until = 0.0  # skip the 5 s back-off instead of sleeping through it
+    assert cache.claim("after").outcome is Outcome.FIRST
