@@ -1,0 +1,106 @@
+"""GET /health for monitors: the app answers, Redis is reachable, and how old token_service's access_token is.
+
+HTTP 200 while Redis answers (a missing token is reported, not a failure), 503 when it does not.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import threading
+import time
+from typing import Any
+
+import redis
+import web
+from redis.backoff import NoBackoff
+from redis.retry import Retry
+
+from config import Settings, _redact_url, load_settings
+from token_service.store import ACCESS_TOKEN, TokenStore
+
+log = logging.getLogger("weixin.health")
+
+# A monitor must get its answer quickly even when Redis hangs; one try, no retry, half a second.
+REDIS_TIMEOUT_SECONDS = 0.5
+JSON_CONTENT_TYPE = "application/json; charset=utf-8"
+
+_lock = threading.Lock()
+_settings: Settings | None = None
+_clients: dict[str, redis.Redis] = {}
+
+
+def health_client(redis_url: str) -> redis.Redis:
+    """A Redis client that fails within REDIS_TIMEOUT_SECONDS (redis-py otherwise retries 10 times)."""
+    with _lock:
+        if redis_url not in _clients:
+            _clients[redis_url] = redis.Redis.from_url(
+                redis_url,
+                socket_timeout=REDIS_TIMEOUT_SECONDS,
+                socket_connect_timeout=REDIS_TIMEOUT_SECONDS,
+                retry=Retry(NoBackoff(), 0),
+            )
+        return _clients[redis_url]
+
+
+def token_report(store: TokenStore, now: float) -> dict[str, Any]:
+    """The stored access_token's age and remaining life (never the token itself)."""
+    credential = store.read(ACCESS_TOKEN)
+    meta = store.meta(ACCESS_TOKEN)
+    report: dict[str, Any] = {"present": credential is not None}
+    if credential is not None:
+        report["age_seconds"] = round(now - credential.fetched_at)
+        report["remaining_seconds"] = round(credential.remaining(now))
+        report["source"] = credential.source
+    else:
+        report["detail"] = "no access_token in Redis: is `python -m token_service run` running?"
+    # The error text stays out of a public page (it may name the server's IP); the code says enough.
+    if meta.get("last_errcode") is not None or meta.get("last_error"):
+        report["last_errcode"] = meta.get("last_errcode") or None
+        report["last_error_seconds_ago"] = round(now - float(meta.get("last_error_at") or now))
+    return report
+
+
+def health_report(client: redis.Redis, appid: str, now: float | None = None) -> tuple[int, dict[str, Any]]:
+    """(HTTP status, JSON document): 200 while Redis answers, 503 when it does not."""
+    now = time.time() if now is None else now
+    report: dict[str, Any] = {"status": "ok", "app": "up"}
+    started = time.perf_counter()
+    try:
+        client.ping()
+        report["redis"] = {"reachable": True, "ms": round((time.perf_counter() - started) * 1000, 1)}
+        if appid:
+            report["token"] = token_report(TokenStore(client, appid), now)
+        else:
+            report["token"] = {"present": False, "detail": "WECHAT_APPID is not set"}
+    except redis.RedisError as error:
+        report["status"] = "unhealthy"
+        report["redis"] = {"reachable": False, "error": type(error).__name__}
+        return 503, report
+    return 200, report
+
+
+def _current_settings() -> Settings:
+    global _settings
+    with _lock:
+        if _settings is None:
+            _settings = load_settings()
+        return _settings
+
+
+class Health:
+    """The web.py view for /health (index.py's URL map)."""
+
+    def GET(self) -> str:
+        try:
+            settings = _current_settings()
+            status, report = health_report(health_client(settings.redis_url), settings.appid)
+            if status != 200:
+                log.warning("health: Redis at %s is unreachable", _redact_url(settings.redis_url))
+        except Exception:  # a monitor gets JSON, never a traceback
+            log.exception("health check failed")
+            status, report = 503, {"status": "unhealthy", "app": "up", "error": "health check failed; see the log"}
+        web.ctx.status = "200 OK" if status == 200 else "503 Service Unavailable"
+        web.header("Content-Type", JSON_CONTENT_TYPE)
+        web.header("Cache-Control", "no-store")
+        return json.dumps(report, ensure_ascii=False)
