@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import html
 import re
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from urllib.parse import urljoin
@@ -103,3 +104,14 @@ def visit(oauth_app: AppServer) -> Iterator[Visit]:
     session.close()
 
 
+
+
+def log_contains(app: AppServer, text: str, timeout: float = 3.0) -> bool:
+    """uWSGI's master writes the workers' log lines a moment after the response went out."""
+    deadline = time.monotonic() + timeout
+    while True:
+        if text in app.process.log_text():
+            return True
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.02)

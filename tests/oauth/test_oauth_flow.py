@@ -11,7 +11,7 @@ import requests
 from oauth.replies import NOT_CONFIGURED
 from sandbox.platform import DEFAULT_FOLLOWER_NICKNAME, DEFAULT_FOLLOWER_OPENID
 from tests.conftest import TEST_APPID, TEST_TOKEN
-from tests.oauth.conftest import APP_SECRET, Visit
+from tests.oauth.conftest import APP_SECRET, Visit, log_contains
 from tests.wechat_requests import fixture, post, reply_fields, with_fresh_ids
 
 TRACEBACK_MARKERS = ("Traceback", "Error:", "Exception", 'File "', "internal server error")
@@ -127,7 +127,7 @@ def test_deny_shows_a_friendly_page_with_a_retry_link(visit, oauth_app, wechat):
     assert_friendly(page, 200, "你拒绝了授权")
     assert retry_link(page) == oauth_app.url + "/oauth/login"
     assert wechat.calls(EXCHANGE) == exchanges
-    assert "authorization refused" in oauth_app.process.log_text()
+    assert log_contains(oauth_app, "authorization refused")
 
 
 # --- codes WeChat refuses --------------------------------------------------------------------------
@@ -141,7 +141,7 @@ def test_a_reused_code_gets_40163_and_a_friendly_page(visit, oauth_app):
     state = parse_qs(urlsplit(second).query)["state"][0]
     page = visit.get(with_query(second, code=code, state=state))
     assert_friendly(page, 400, "授权码已使用")
-    assert "code exchange failed: errcode=40163" in oauth_app.process.log_text()
+    assert log_contains(oauth_app, "code exchange failed: errcode=40163")
 
 
 def test_an_expired_code_gets_42003_and_a_friendly_page(visit, oauth_app, wechat):
@@ -149,7 +149,7 @@ def test_an_expired_code_gets_42003_and_a_friendly_page(visit, oauth_app, wechat
     wechat.advance(301)
     page = visit.get(callback)
     assert_friendly(page, 400, "授权已超时")
-    assert "code exchange failed: errcode=42003" in oauth_app.process.log_text()
+    assert log_contains(oauth_app, "code exchange failed: errcode=42003")
 
 
 def test_an_invalid_code_gets_40029_and_a_friendly_page(visit, oauth_app):
@@ -157,7 +157,7 @@ def test_an_invalid_code_gets_40029_and_a_friendly_page(visit, oauth_app):
     state = parse_qs(urlsplit(callback).query)["state"][0]
     page = visit.get(with_query(callback, code="not-a-real-code", state=state))
     assert_friendly(page, 400, "授权码无效")
-    assert "code exchange failed: errcode=40029" in oauth_app.process.log_text()
+    assert log_contains(oauth_app, "code exchange failed: errcode=40029")
 
 
 def test_another_wechat_error_is_a_friendly_502_naming_the_errcode(visit, wechat):
@@ -178,7 +178,7 @@ def test_a_forged_state_is_refused_before_the_code_is_exchanged(visit, oauth_app
     page = visit.get(with_query(callback, code=code, state="Forged0123456789Forged0123456789"))
     assert_friendly(page, 400, "链接已失效")
     assert wechat.calls(EXCHANGE) == exchanges
-    assert "callback rejected: state does not match the cookie" in oauth_app.process.log_text()
+    assert log_contains(oauth_app, "callback rejected: state does not match the cookie")
 
 
 def test_a_callback_without_the_state_cookie_is_refused(oauth_app, wechat):
@@ -213,7 +213,7 @@ def test_a_replayed_callback_with_its_state_cookie_is_refused(visit, oauth_app, 
     page = replay.get(callback)
     assert_friendly(page, 400, "链接已失效")
     assert wechat.calls(EXCHANGE) == exchanges
-    assert "callback rejected: state already used" in oauth_app.process.log_text()
+    assert log_contains(oauth_app, "callback rejected: state already used")
 
 
 # --- the session ---------------------------------------------------------------------------------
@@ -265,7 +265,7 @@ def test_when_the_refresh_token_is_dead_the_follower_authorizes_again(visit, oau
     assert answer.status_code == 302
     assert answer.headers["Location"] == oauth_app.url + "/oauth/login"
     assert any(c.startswith("wx_session=;") and "Max-Age=0" in c for c in cookie_headers(answer))
-    assert "refresh token no longer valid (errcode=42002)" in oauth_app.process.log_text()
+    assert log_contains(oauth_app, "refresh token no longer valid (errcode=42002)")
 
 
 def test_logout_asks_then_clears_the_session_on_the_server_too(visit, oauth_app):
@@ -295,9 +295,7 @@ def test_wechat_too_slow_on_the_code_exchange_gives_a_friendly_page_in_time(visi
         wechat.set_latency(EXCHANGE, 0)
     assert_friendly(page, 502, "暂时连不上微信")
     assert page.elapsed.total_seconds() < 3.9  # inside uWSGI's 4 s harakiri
-    assert "code exchange failed: WeChat unreachable (/sns/oauth2/access_token: timed out)" in (
-        oauth_app.process.log_text()
-    )
+    assert log_contains(oauth_app, "code exchange failed: WeChat unreachable (/sns/oauth2/access_token: timed out)")
 
 
 def test_wechat_unreachable_on_the_profile_page_shows_the_last_profile_with_a_notice(visit, wechat):
@@ -330,6 +328,7 @@ def test_the_log_never_holds_the_secret_codes_or_tokens(visit, oauth_app):
     callback = visit.callback_url()
     code = parse_qs(urlsplit(callback).query)["code"][0]
     visit.get(callback)
+    assert log_contains(oauth_app, "signed in openid=")
     log = oauth_app.process.log_text()
     assert APP_SECRET not in log
     assert code not in log
