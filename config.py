@@ -42,18 +42,18 @@ class Settings:
     session_secret: str = ""
 
     def __repr__(self) -> str:  # never print secrets, even by accident in a traceback
-        return f"Settings(appid={self.appid!r}, redis_url={_redact_url(self.redis_url)!r}, api_base={self.api_base!r})"
+        return f"Settings(appid={self.appid!r}, redis_url={redact_url(self.redis_url)!r}, api_base={self.api_base!r})"
 
     @property
     def encryption_enabled(self) -> bool:
         return bool(self.encoding_aes_key)
 
 
-def _redact_url(url: str) -> str:
+def redact_url(url: str) -> str:
     return re.sub(r"//[^@/]*@", "//***@", url)
 
 
-def _read_dotenv(path: Path) -> dict[str, str]:
+def read_dotenv(path: Path) -> dict[str, str]:
     if not path.is_file():
         return {}
     from dotenv import dotenv_values
@@ -61,7 +61,7 @@ def _read_dotenv(path: Path) -> dict[str, str]:
     return {key: value for key, value in dotenv_values(path).items() if value is not None}
 
 
-def _bool(name: str, raw: str) -> bool:
+def parse_bool(name: str, raw: str) -> bool:
     value = raw.strip().lower()
     if value in {"1", "true", "yes", "on"}:
         return True
@@ -80,22 +80,29 @@ def _number(name: str, raw: str, kind: type, minimum: float) -> int | float:
     return value
 
 
-def load_settings(environ: Mapping[str, str] | None = None, dotenv_path: Path | None = None) -> Settings:
-    """Settings from `environ` (default: os.environ), with `.env` filling in what is not set."""
+def merged_environment(environ: Mapping[str, str] | None = None, dotenv_path: Path | None = None) -> dict[str, str]:
+    """`environ` (default: os.environ) with `.env` (or the file DOTENV_FILE names) filling in what is not set."""
     if environ is None:
         environ = os.environ
     if dotenv_path is None:
         dotenv_path = Path(environ.get("DOTENV_FILE") or PROJECT_ROOT / ".env")
-    dotenv = _read_dotenv(dotenv_path)
-    env = {**dotenv, **environ}
+    return {**read_dotenv(dotenv_path), **environ}
+
+
+def load_settings(
+    environ: Mapping[str, str] | None = None, dotenv_path: Path | None = None, require_token: bool = True
+) -> Settings:
+    """Settings from the environment and `.env`. `require_token=False` is for processes that never see a
+    WeChat push (token_service): they need no WECHAT_TOKEN."""
+    env = merged_environment(environ, dotenv_path)
 
     def get(name: str, default: str = "") -> str:
         return env.get(name, default).strip()
 
     token = get("WECHAT_TOKEN")
-    if not token:
+    if not token and require_token:
         raise ConfigError("WECHAT_TOKEN is required: the Token set in the WeChat console (3-32 letters/digits)")
-    if not TOKEN_PATTERN.match(token):
+    if token and not TOKEN_PATTERN.match(token):
         raise ConfigError("WECHAT_TOKEN must be 3-32 letters or digits, as the WeChat console requires")
 
     appid = get("WECHAT_APPID")
@@ -111,7 +118,7 @@ def load_settings(environ: Mapping[str, str] | None = None, dotenv_path: Path | 
         if not appid:
             raise ConfigError("WECHAT_APPID is required when WECHAT_ENCODING_AES_KEY is set (it is checked on decrypt)")
 
-    require_encryption = _bool("WECHAT_REQUIRE_ENCRYPTION", get("WECHAT_REQUIRE_ENCRYPTION", "0"))
+    require_encryption = parse_bool("WECHAT_REQUIRE_ENCRYPTION", get("WECHAT_REQUIRE_ENCRYPTION", "0"))
     if require_encryption and not aes_key:
         raise ConfigError("WECHAT_REQUIRE_ENCRYPTION=1 needs WECHAT_ENCODING_AES_KEY")
 

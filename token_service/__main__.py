@@ -11,7 +11,7 @@ from types import FrameType
 
 import redis
 
-from config import ConfigError, _redact_url
+from config import ConfigError, redact_url
 from token_service.consumer import TokenUnavailable, get_access_token, get_jsapi_ticket, request_refresh
 from token_service.settings import TokenSettings, load_token_settings, require_secret
 from token_service.store import ACCESS_TOKEN, JSAPI_TICKET, TokenStore, masked
@@ -130,7 +130,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"config error: {error}", file=sys.stderr)
         return 2
     except redis.ConnectionError as error:
-        where = _redact_url(settings.redis_url)
+        where = redact_url(settings.redis_url)
         print(f"error: cannot reach Redis at {where} ({type(error).__name__})", file=sys.stderr)
         return 2
 

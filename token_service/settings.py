@@ -5,7 +5,6 @@ A missing or malformed value raises config.ConfigError with one line for the ope
 
 from __future__ import annotations
 
-import os
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -64,14 +63,8 @@ def load_token_settings(
     environ: Mapping[str, str] | None = None, dotenv_path: Path | None = None
 ) -> TokenSettings:
     """Settings for the daemon and the consumers, from `environ` (default os.environ) and `.env`."""
-    env = dict(os.environ if environ is None else environ)
-    dotenv = config._read_dotenv(dotenv_path or config.PROJECT_ROOT / ".env")
-    merged = {**dotenv, **env}
-    # config.load_settings insists on the message server's WECHAT_TOKEN, which this service never
-    # uses; a placeholder lets a token-only host run without inventing one.
-    if not merged.get("WECHAT_TOKEN", "").strip():
-        env["WECHAT_TOKEN"] = "unusedByTokenService"
-    base = config.load_settings(env, dotenv_path)
+    merged = config.merged_environment(environ, dotenv_path)
+    base = config.load_settings(merged, dotenv_path, require_token=False)
 
     if not base.appid:
         raise ConfigError("WECHAT_APPID is required by the token service (it looks like wx0123456789abcdef)")
@@ -99,7 +92,7 @@ def load_token_settings(
         force_daily_limit=int(_number(merged, "TOKEN_FORCE_DAILY_LIMIT", 20, 0)),
         force_spacing=_number(merged, "TOKEN_FORCE_SPACING_SECONDS", 30.0, 0.0),
         stop_pause=_number(merged, "TOKEN_STOP_PAUSE_SECONDS", 0.0, 0.01) if stop_pause_raw else None,
-        jsapi_ticket=config._bool("TOKEN_JSAPI_TICKET", jsapi_raw),
+        jsapi_ticket=config.parse_bool("TOKEN_JSAPI_TICKET", jsapi_raw),
         log_level=base.log_level,
     )
 
