@@ -404,3 +404,75 @@ class NginxServer:
     def stop(self) -> None:
         if self.process:
             self.process.stop(signum=signal.SIGQUIT)
+
+
+@dataclass
+class SandboxProcess:
+    """The sandbox WeChat API platform (`python -m sandbox serve`) as a child process on loopback."""
+
+    directory: Path
+    appid: str
+    secret: str
+    port: int = 0
+    process: ManagedProcess | None = None
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def start(self) -> SandboxProcess:
+        self.port = self.port or free_port()
+        argv = [
+            sys.executable, "-m", "sandbox", "serve",
+            "--port", str(self.port), "--appid", self.appid, "--secret", self.secret,
+        ]
+        self.process = ManagedProcess("sandbox", argv, self.directory / "sandbox.log").start()
+        try:
+            wait_for_tcp(self.port)
+        except TimeoutError:
+            self.stop()
+            raise RuntimeError("the sandbox did not start:\n" + self.process.log_text()[-3000:]) from None
+        return self
+
+    def stop(self) -> None:
+        if self.process:
+            self.process.stop()
+
+
+@dataclass
+class TokenServiceProcess:
+    """`python -m token_service run` as a child process; `env` carries WECHAT_APPID/SECRET, REDIS_URL, ..."""
+
+    directory: Path
+    env: dict[str, str]
+    process: ManagedProcess | None = None
+
+    def start(self) -> TokenServiceProcess:
+        argv = [sys.executable, "-m", "token_service", "run"]
+        env = {**os.environ, **self.env}
+        self.process = ManagedProcess("token_service", argv, self.directory / "token_service.log", env=env).start()
+        return self
+
+    def wait_for_token(self, timeout: float = 20.0) -> str:
+        """The access_token once the daemon has stored one (read as any consumer does)."""
+        import redis
+
+        from token_service.consumer import TokenUnavailable, get_access_token
+
+        client = redis.Redis.from_url(self.env["REDIS_URL"], socket_timeout=2)
+        deadline = time.monotonic() + timeout
+        try:
+            while True:
+                try:
+                    return get_access_token(client, self.env["WECHAT_APPID"])
+                except (TokenUnavailable, redis.ConnectionError):
+                    if time.monotonic() > deadline or not (self.process and self.process.alive()):
+                        log = self.process.log_text()[-3000:] if self.process else ""
+                        raise RuntimeError("token_service stored no token:\n" + log) from None
+                time.sleep(0.05)
+        finally:
+            client.close()
+
+    def stop(self) -> None:
+        if self.process:
+            self.process.stop()

@@ -1,8 +1,8 @@
 """`make run`: the whole service on this machine with one command; Ctrl-C stops all of it.
 
-Starts a private Redis (unless REDIS_URL is set), the app under uWSGI with the shipped uwsgi.xml, and
-nginx with the shipped site config on http://127.0.0.1:8080 (PORT to change it). Without a WECHAT_TOKEN
-it runs with sandbox credentials, so that the simulator can talk to it at once.
+Starts a private Redis (unless REDIS_URL is set), the sandbox WeChat platform (unless a real AppID and
+AppSecret are set), token_service, the app under uWSGI with the shipped uwsgi.xml, and nginx with the
+shipped site config on http://127.0.0.1:8080 (PORT to change it; RUN_DIRECTORY for the logs, ./run).
 """
 
 from __future__ import annotations
@@ -17,35 +17,49 @@ from pathlib import Path
 from dotenv import dotenv_values
 
 from config import ConfigError, load_settings
-from processes import NginxServer, RedisServer, UwsgiServer
+from processes import NginxServer, RedisServer, SandboxProcess, TokenServiceProcess, UwsgiServer
+from sandbox.platform import DEFAULT_APPID, DEFAULT_SECRET
 
 ROOT = Path(__file__).resolve().parent
-RUN_DIRECTORY = ROOT / "run"
-SANDBOX_DEFAULTS = {
-    "WECHAT_TOKEN": "sandboxtoken",
-    "WECHAT_APPID": "wxsandbox00000001",
-    "WECHAT_APPSECRET": "sandbox-app-secret",
-    "WECHAT_ENCODING_AES_KEY": "abcdefghijklmnopqrstuvwxyz0123456789ABCDEFG",
-}
+# Used only where nothing is configured; all of them are public, made-up values.
+SANDBOX_TOKEN = "sandboxtoken"
+SANDBOX_AES_KEY = "abcdefghijklmnopqrstuvwxyz0123456789ABCDEFG"
 
 
-def environment() -> tuple[dict[str, str], bool]:
-    """The app's environment, and whether it runs on sandbox credentials (no WECHAT_TOKEN configured)."""
-    env = dict(os.environ)
-    try:
-        load_settings(env)
-        return env, False
-    except ConfigError as error:
-        if "WECHAT_TOKEN is required" not in str(error):
-            raise
-    return {**env, **SANDBOX_DEFAULTS}, True
-
-
-def redis_configured(env: dict[str, str]) -> bool:
-    if env.get("REDIS_URL"):
-        return True
+def configured(env: dict[str, str]) -> dict[str, str]:
+    """What the operator configured: the environment over the .env file (as config.py reads them)."""
     dotenv = Path(env.get("DOTENV_FILE") or ROOT / ".env")
-    return dotenv.is_file() and "REDIS_URL" in dotenv_values(dotenv)
+    from_file = {k: v for k, v in dotenv_values(dotenv).items() if v is not None} if dotenv.is_file() else {}
+    return {key: value for key, value in {**from_file, **env}.items() if value.strip()}
+
+
+def environment(env: dict[str, str]) -> tuple[dict[str, str], bool]:
+    """The environment for every child, and whether it runs against the sandbox platform (no real
+    AppID and AppSecret configured: then the sandbox's are used, and a made-up Token and AES key if unset)."""
+    settled = configured(env)
+    use_sandbox = not (settled.get("WECHAT_APPID") and settled.get("WECHAT_APPSECRET"))
+    env = dict(env)
+    if use_sandbox:
+        env.update(WECHAT_APPID=DEFAULT_APPID, WECHAT_APPSECRET=DEFAULT_SECRET)
+        for name, value in (("WECHAT_TOKEN", SANDBOX_TOKEN), ("WECHAT_ENCODING_AES_KEY", SANDBOX_AES_KEY)):
+            if name not in settled:
+                env[name] = value
+    return env, use_sandbox
+
+
+def simulator_lines(url: str, env: dict[str, str]) -> list[str]:
+    """The simulator's command lines for this stack; made-up sandbox values are spelled out, real ones
+    are left to the environment (the simulator reads WECHAT_TOKEN, WECHAT_APPID, WECHAT_ENCODING_AES_KEY)."""
+    flags = ""
+    if env.get("WECHAT_TOKEN") == SANDBOX_TOKEN and env.get("WECHAT_ENCODING_AES_KEY") == SANDBOX_AES_KEY:
+        flags = f" --token {SANDBOX_TOKEN} --appid {env['WECHAT_APPID']} --aes-key {SANDBOX_AES_KEY}"
+    python = ".venv/bin/python"
+    return [
+        f"{python} -m sandbox verify {url}{flags}",
+        f"{python} -m sandbox send {url}{flags} --content 微博",
+        f"{python} -m sandbox send {url}{flags} --content 你好 --mode safe",
+        f"{python} -m sandbox chat sandbox/conversations/demo.yaml --url {url}{flags}",
+    ]
 
 
 def stop_on_sigterm(signum: int, frame: object) -> None:
@@ -53,55 +67,80 @@ def stop_on_sigterm(signum: int, frame: object) -> None:
 
 
 def main() -> int:
+    env, use_sandbox = environment(dict(os.environ))
     try:
-        env, sandbox_credentials = environment()
         settings = load_settings(env)
     except ConfigError as error:
         print(f"configuration error: {error}", file=sys.stderr)
         return 2
     port = int(os.environ.get("PORT", "8080"))
-    RUN_DIRECTORY.mkdir(exist_ok=True)
+    run_directory = Path(os.environ.get("RUN_DIRECTORY") or ROOT / "run")
+    run_directory.mkdir(parents=True, exist_ok=True)
+    signal.signal(signal.SIGTERM, stop_on_sigterm)
+    servers = []
     with ExitStack() as stack:
-        if not redis_configured(env):
-            redis = RedisServer(RUN_DIRECTORY / "redis").start()
-            stack.callback(redis.stop)
-            env["REDIS_URL"] = redis.url
-            print(f"redis:   private server on {redis.url} (data is not kept)")
-        else:
-            print(f"redis:   {env.get('REDIS_URL', settings.redis_url)}")
-        app = UwsgiServer(RUN_DIRECTORY / "uwsgi", env).start()
-        stack.callback(app.stop)
-        nginx = NginxServer(RUN_DIRECTORY / "nginx", app.socket_path, http_port=port).start()
-        stack.callback(nginx.stop)
-
-        url = f"{nginx.url}/weixin"
-        print(f"app:     uWSGI (shipped uwsgi.xml), log in {app.process.log_path}")
-        print(f"nginx:   {nginx.url} and {nginx.https_url} (self-signed), log in {nginx.directory}")
-        print(f"\nWeChat endpoint: {url}")
-        if sandbox_credentials:
-            print("No WECHAT_TOKEN configured: running with the sandbox's credentials (token 'sandboxtoken').")
-        credentials = ""
-        if sandbox_credentials:
-            credentials = " ".join(
-                f"--{flag} {SANDBOX_DEFAULTS[name]}"
-                for flag, name in (
-                    ("token", "WECHAT_TOKEN"), ("appid", "WECHAT_APPID"), ("aes-key", "WECHAT_ENCODING_AES_KEY")
-                )
-            )
-            credentials = " " + credentials
-        print("Try it:")
-        print(f"  .venv/bin/python -m sandbox verify {url}{credentials}")
-        print(f"  .venv/bin/python -m sandbox send {url}{credentials} --content 微博")
-        print(f"  .venv/bin/python -m sandbox send {url}{credentials} --content 微博 --mode safe")
-        print(f"  .venv/bin/python -m sandbox chat sandbox/conversations/demo.yaml --url {url}{credentials}")
-        print("Press Ctrl-C to stop everything.\n")
-        signal.signal(signal.SIGTERM, stop_on_sigterm)
         try:
-            while all(server.process.alive() for server in (app, nginx)):
-                time.sleep(0.5)
-            print("a server stopped unexpectedly; see the logs above", file=sys.stderr)
+            if "REDIS_URL" not in configured(env):
+                redis = RedisServer(run_directory / "redis").start()
+                stack.callback(redis.stop)
+                servers.append(redis)
+                env["REDIS_URL"] = redis.url
+                print(f"redis:         private server on {redis.url} (data is not kept)")
+            else:
+                print("redis:         REDIS_URL as configured")
+            if use_sandbox:
+                sandbox = SandboxProcess(run_directory / "sandbox", DEFAULT_APPID, DEFAULT_SECRET).start()
+                stack.callback(sandbox.stop)
+                servers.append(sandbox)
+                env["WECHAT_API_BASE"] = sandbox.url
+                print(f"sandbox:       fake api.weixin.qq.com on {sandbox.url} (no real AppID/AppSecret set)")
+            tokens = TokenServiceProcess(run_directory / "token_service", env).start()
+            stack.callback(tokens.stop)
+            servers.append(tokens)
+            app = UwsgiServer(run_directory / "uwsgi", env).start()
+            stack.callback(app.stop)
+            servers.append(app)
+            nginx = NginxServer(run_directory / "nginx", app.socket_path, http_port=port).start()
+            stack.callback(nginx.stop)
+            servers.append(nginx)
+        except (RuntimeError, OSError) as error:
+            print(f"could not start: {error}", file=sys.stderr)
             return 1
         except KeyboardInterrupt:
+            signal.signal(signal.SIGINT, signal.SIG_IGN)  # a second Ctrl-C must not cut the clean-up short
+            print("\nstopping...")
+            return 0
+
+        try:
+            tokens.wait_for_token(timeout=10)
+            token_state = "access_token in Redis"
+        except RuntimeError:
+            token_state = "no access_token yet (see its log; `python -m token_service status`)"
+        api = "the sandbox" if use_sandbox else settings.api_base
+        print(f"token_service: against {api}; {token_state}; log {tokens.process.log_path}")
+        print(f"app:           uWSGI (shipped uwsgi.xml), log {app.process.log_path}")
+        print(f"nginx:         {nginx.url} and {nginx.https_url} (self-signed), logs in {nginx.directory}")
+        url = f"{nginx.url}/weixin"
+        print(f"\nWeChat endpoint (send messages here): {url}")
+        print(f"Health:  curl {nginx.url}/health")
+        if use_sandbox:
+            print(f"Offline: the sandbox's AppID {DEFAULT_APPID}; Token and EncodingAESKey as below unless set.")
+        print("Try it:")
+        lines = simulator_lines(url, env)
+        if "--token" not in lines[0]:
+            print("  (the simulator reads WECHAT_TOKEN, WECHAT_APPID, WECHAT_ENCODING_AES_KEY from the environment;")
+            print("   with a .env file: set -a; . ./.env; set +a)")
+        for line in lines:
+            print("  " + line)
+        print("Press Ctrl-C to stop everything.\n", flush=True)
+        try:
+            while all(server.process.alive() for server in servers):
+                time.sleep(0.5)
+            stopped = [server.process.name for server in servers if not server.process.alive()]
+            print(f"stopped unexpectedly: {', '.join(stopped)}; see the logs in {run_directory}", file=sys.stderr)
+            return 1
+        except KeyboardInterrupt:
+            signal.signal(signal.SIGINT, signal.SIG_IGN)
             print("\nstopping...")
     return 0
 
