@@ -308,6 +308,7 @@ class UwsgiServer:
 def self_signed_certificate(directory: Path) -> tuple[Path, Path]:
     """A throwaway certificate for 127.0.0.1, for testing the HTTPS server block."""
     import datetime
+    import ipaddress
 
     from cryptography import x509
     from cryptography.hazmat.primitives import hashes, serialization
@@ -325,6 +326,11 @@ def self_signed_certificate(directory: Path) -> tuple[Path, Path]:
         .serial_number(x509.random_serial_number())
         .not_valid_before(now - datetime.timedelta(days=1))
         .not_valid_after(now + datetime.timedelta(days=30))
+        # Clients check the address against the SAN, not the CN (an IP in the CN alone is refused).
+        .add_extension(
+            x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address("127.0.0.1")), x509.DNSName("localhost")]),
+            critical=False,
+        )
         .sign(key, hashes.SHA256())
     )
     cert_path, key_path = directory / "fullchain.pem", directory / "privkey.pem"
