@@ -16,7 +16,7 @@ import web
 from redis.backoff import NoBackoff
 from redis.retry import Retry
 
-from config import Settings, _redact_url, load_settings
+from config import Settings, load_settings, redact_url
 from token_service.store import ACCESS_TOKEN, TokenStore
 
 log = logging.getLogger("weixin.health")
@@ -96,7 +96,7 @@ class Health:
             settings = _current_settings()
             status, report = health_report(health_client(settings.redis_url), settings.appid)
             if status != 200:
-                log.warning("health: Redis at %s is unreachable", _redact_url(settings.redis_url))
+                log.warning("health: Redis at %s is unreachable", redact_url(settings.redis_url))
         except Exception:  # a monitor gets JSON, never a traceback
             log.exception("health check failed")
             status, report = 503, {"status": "unhealthy", "app": "up", "error": "health check failed; see the log"}
