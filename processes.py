@@ -126,6 +126,16 @@ class ManagedProcess:
         except FileNotFoundError:
             return ""
 
+    def wait_for_log(self, text: str, timeout: float = 5.0) -> str:
+        """The log once it contains `text` (uWSGI's master writes a worker's lines a moment after the
+        response went out); the log as it is if `text` never shows up."""
+        deadline = time.monotonic() + timeout
+        while True:
+            log = self.log_text()
+            if text in log or time.monotonic() >= deadline:
+                return log
+            time.sleep(0.05)
+
 
 @dataclass
 class RedisServer:
@@ -236,6 +246,7 @@ class AppServer:
         self.process = ManagedProcess("uwsgi", argv, self.directory / "uwsgi.log", env=env).start()
         try:
             wait_for_tcp(self.port)
+            wait_for_uwsgi_workers(self.process)
         except TimeoutError:
             self.stop()
             raise RuntimeError("uWSGI did not start:\n" + self.process.log_text()[-3000:]) from None
@@ -244,6 +255,19 @@ class AppServer:
     def stop(self) -> None:
         if self.process:
             self.process.stop(signum=signal.SIGINT)
+
+
+def wait_for_uwsgi_workers(process: ManagedProcess, timeout: float = 30.0) -> None:
+    """uWSGI binds its socket before it loads the app; requests sent before a worker exists wait for the
+    whole app import (about a second). Wait until the master has spawned its workers."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if "spawned uWSGI worker" in process.log_text():
+            return
+        if not process.alive():
+            raise TimeoutError("uWSGI exited during start-up")
+        time.sleep(0.05)
+    raise TimeoutError(f"no uWSGI worker after {timeout}s")
 
 
 def render_uwsgi_config(directory: Path, socket_path: Path, wsgi_file: Path | None = None) -> Path:
@@ -282,6 +306,7 @@ class UwsgiServer:
         self.process = ManagedProcess("uwsgi", argv, self.directory / "uwsgi.log", env=env).start()
         try:
             wait_for_unix(self.socket_path)
+            wait_for_uwsgi_workers(self.process)
         except TimeoutError:
             self.stop()
             raise RuntimeError("uWSGI did not start:\n" + self.process.log_text()[-3000:]) from None
