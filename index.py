@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import logging
 import sys
 
 import web
@@ -13,6 +12,7 @@ web.config.debug = False
 import handle  # noqa: E402
 import oauth.routes  # noqa: E402
 from config import ConfigError, load_settings  # noqa: E402
+from logs import configure_logging  # noqa: E402
 from replies import RulesError  # noqa: E402
 
 urls = (
@@ -33,11 +33,7 @@ def _start() -> web.application:
     except ConfigError as error:
         sys.stderr.write(f"configuration error: {error}\n")
         raise SystemExit(2) from None
-    logging.basicConfig(
-        level=settings.log_level,
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-        stream=sys.stderr,
-    )
+    configure_logging(settings.log_level)
     try:
         handle.configure(settings)
     except RulesError as error:

@@ -1,0 +1,89 @@
+"""Logging set-up for the app: the one line per request is written in batches, not one write per line.
+
+Measured behind nginx + uWSGI, one write(2) per request line (a pipe to uWSGI's log master, or journald)
+cost about a third of the server's throughput. Lines are collected and written at most every half
+second; a WARNING or worse, or a full buffer, is written at once.
+"""
+
+from __future__ import annotations
+
+import atexit
+import logging
+import os
+import threading
+import time
+
+FLUSH_INTERVAL_SECONDS = 0.5
+MAX_BUFFERED_BYTES = 32 * 1024
+
+
+class BatchingHandler(logging.Handler):
+    """Writes formatted records to a file descriptor in batches; thread- and fork-safe."""
+
+    def __init__(self, fd: int = 2, interval: float = FLUSH_INTERVAL_SECONDS) -> None:
+        super().__init__()
+        self.fd = fd
+        self.interval = interval
+        self._buffer: list[bytes] = []
+        self._buffered = 0
+        self._buffer_lock = threading.Lock()
+        self._flusher_pid = 0
+
+    def emit(self, record: logging.LogRecord) -> None:
+        try:
+            line = (self.format(record) + "\n").encode("utf-8", "replace")
+        except Exception:
+            self.handleError(record)
+            return
+        with self._buffer_lock:
+            self._buffer.append(line)
+            self._buffered += len(line)
+            urgent = record.levelno >= logging.WARNING or self._buffered >= MAX_BUFFERED_BYTES
+            if urgent:
+                self._write_locked()
+        if not urgent:
+            self._ensure_flusher()
+
+    def flush(self) -> None:
+        with self._buffer_lock:
+            self._write_locked()
+
+    def close(self) -> None:
+        self.flush()
+        super().close()
+
+    def _write_locked(self) -> None:
+        if not self._buffer:
+            return
+        data = b"".join(self._buffer)
+        self._buffer.clear()
+        self._buffered = 0
+        try:
+            while data:
+                written = os.write(self.fd, data)
+                data = data[written:]
+        except OSError:
+            pass  # nowhere to log to: dropping lines must never fail a request
+
+    def _ensure_flusher(self) -> None:
+        # uWSGI forks its workers after the app is loaded, and threads do not survive a fork: each
+        # process starts its own flusher the first time it logs.
+        if self._flusher_pid == os.getpid():
+            return
+        self._flusher_pid = os.getpid()
+        threading.Thread(target=self._flush_forever, name="log-flusher", daemon=True).start()
+
+    def _flush_forever(self) -> None:
+        while True:
+            time.sleep(self.interval)
+            self.flush()
+
+
+def configure_logging(level: str) -> None:
+    """Root logging: timestamped lines on stderr, batched (see the module docstring)."""
+    handler = BatchingHandler()
+    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    root = logging.getLogger()
+    root.handlers[:] = [handler]
+    root.setLevel(level)
+    atexit.register(handler.flush)
