@@ -34,3 +34,12 @@ check-replies: $(STAMP)
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache
+
+# Production: install on this server (root, checkout in /srv/weixin; see docs/deploy.md).
+.PHONY: install-server test-deploy
+install-server:
+	sudo deploy/install.sh
+
+# The deployment tests alone: nginx + uWSGI + Redis + token_service, faults under load, units.
+test-deploy: $(STAMP)
+	$(BIN)/python -m pytest tests/deploy
