@@ -16,7 +16,7 @@ import web  # noqa: E402, F401
 import wechatpy  # noqa: E402, F401
 import yaml  # noqa: E402, F401
 
-with atheris.instrument_imports(include=["utils", "handle", "wechat_crypto", "replies", "render", "dedupe", "fuzz"]):
+with atheris.instrument_imports():
     from fuzz.message_pipeline import check_one_input, seed_inputs
 
 CORPUS = ROOT / "fuzz" / "corpus"

@@ -22,7 +22,7 @@ from tests.conftest import TEST_AES_KEY, TEST_APPID, TEST_TOKEN
 from tests.reliability.judge import violations
 from tests.reliability.strategies import Push, pushes, random_encrypt_pushes
 
-EXAMPLES = int(os.environ.get("RELIABILITY_EXAMPLES", "120"))
+EXAMPLES = int(os.environ.get("RELIABILITY_EXAMPLES", "80"))
 IN_PROCESS_EXAMPLES = EXAMPLES * 5
 
 
