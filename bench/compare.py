@@ -2,31 +2,40 @@
 
 Each app runs in turn behind the shipped nginx + uWSGI setup (one worker), loaded by wrk with signed
 messages that are all distinct (a fresh nonce and MsgId per request, as WeChat sends them). Prints a
-table with the ratios to WeRoBot and to the ceiling. `make bench` runs it.
+table with the ratios to WeRoBot and to the ceiling. bench/run.py runs this and the rest of the suite.
 """
 
 from __future__ import annotations
 
 import argparse
 import contextlib
-import datetime
 import os
-import platform
 import re
+import signal
 import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import requests
 
 ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
+if str(ROOT) not in sys.path:
+    sys.path.insert(0, str(ROOT))
 
-from processes import NginxServer, RedisServer, UwsgiServer, find_program  # noqa: E402
+from processes import (  # noqa: E402
+    ManagedProcess,
+    NginxServer,
+    RedisServer,
+    UwsgiServer,
+    find_program,
+    render_uwsgi_config,
+    wait_for_unix,
+    wait_for_uwsgi_workers,
+)
 from utils import make_signature  # noqa: E402
 from wechat_crypto import aes_key_from_encoding_key, encrypt_message  # noqa: E402
 
@@ -34,6 +43,15 @@ TOKEN = "benchtoken"
 APPID = "wxbench0000000001"
 AES_KEY = "abcdefghijklmnopqrstuvwxyz0123456789ABCDEFG"
 ACCOUNT = "gh_10f6c3c3ac5a"
+KEYWORD = "微博"
+NEWS_MARKER = "<MsgType><![CDATA[news]]></MsgType>"
+
+WEROBOT_ROW = "WeRoBot 1.13.1: keyword"
+CEILING_ROW = "bare WSGI (ceiling)"
+OURS_KEYWORD_ROW = "this project: keyword (plaintext)"
+OURS_SAFE_ROW = "this project: keyword (safe mode)"
+
+Pool = list[tuple[str, str]]
 
 
 def text_message(number: int, content: str) -> str:
@@ -43,6 +61,14 @@ def text_message(number: int, content: str) -> str:
         f"<CreateTime>{1700000000 + number}</CreateTime><MsgType><![CDATA[text]]></MsgType>"
         f"<Content><![CDATA[{content}]]></Content><MsgId>{7_000_000_000_000 + number}</MsgId></xml>"
     )
+
+
+def keyword_message(number: int) -> str:
+    return text_message(number, KEYWORD)
+
+
+def default_message(number: int) -> str:
+    return text_message(number, "随便说点什么")
 
 
 def click_event(number: int) -> str:
@@ -62,15 +88,15 @@ def signed_path(nonce: str, encrypt: str | None = None) -> str:
     return path
 
 
-def plain_pool(size: int, make_body: Callable[[int], str], start: int) -> list[tuple[str, str]]:
+def plain_pool(size: int, make_body: Callable[[int], str], start: int) -> Pool:
     return [(signed_path(str(start + n)), make_body(start + n)) for n in range(size)]
 
 
-def safe_pool(size: int, start: int) -> list[tuple[str, str]]:
+def safe_pool(size: int, start: int) -> Pool:
     key = aes_key_from_encoding_key(AES_KEY)
     pool = []
     for n in range(start, start + size):
-        encrypt = encrypt_message(text_message(n, "微博"), key, APPID)
+        encrypt = encrypt_message(keyword_message(n), key, APPID)
         envelope = f"<xml><ToUserName><![CDATA[{ACCOUNT}]]></ToUserName><Encrypt><![CDATA[{encrypt}]]></Encrypt></xml>"
         pool.append((signed_path(str(n), encrypt), envelope))
     return pool
@@ -83,46 +109,133 @@ class Result:
     p50_ms: float
     p99_ms: float
     errors: int
+    requests: int = 0
+    pool_size: int = 0
+
+    @property
+    def pool_repeated(self) -> bool:
+        """More requests than distinct messages: some were retries (dedupe hits), so the row flatters us."""
+        return self.pool_size > 0 and self.requests > self.pool_size
 
 
-def run_wrk(base_url: str, pool: list[tuple[str, str]], seconds: int, connections: int) -> dict[str, int]:
-    """wrk (2 threads) cycling through the prepared requests."""
+def write_pool(pool: Pool) -> str:
     with tempfile.NamedTemporaryFile("w", suffix=".tsv", delete=False, encoding="utf-8") as file:
         file.write("".join(f"{path}\t{body}\n" for path, body in pool))
-    try:
-        command = [
-            find_program("wrk"), "-t", "2", "-c", str(connections), "-d", f"{seconds}s",
-            "-s", str(ROOT / "bench/wrk_pool.lua"), base_url,
-        ]
-        env = {**os.environ, "BENCH_REQUESTS": file.name}
-        completed = subprocess.run(command, env=env, capture_output=True, text=True, timeout=seconds + 120)
-    finally:
-        os.unlink(file.name)
-    match = re.search(r"RESULT (.*)", completed.stdout)
+    return file.name
+
+
+def wrk_command(base_url: str, seconds: float, connections: int) -> list[str]:
+    return [
+        find_program("wrk"), "-t", "2", "-c", str(connections), "-d", f"{max(1, round(seconds))}s",
+        "-s", str(ROOT / "bench/wrk_pool.lua"), base_url,
+    ]
+
+
+def parse_wrk(stdout: str, stderr: str) -> dict[str, int]:
+    match = re.search(r"RESULT (.*)", stdout)
     if not match:
-        raise RuntimeError(f"wrk printed no result:\n{completed.stdout}\n{completed.stderr}")
+        raise RuntimeError(f"wrk printed no result:\n{stdout}\n{stderr}")
     return {key: int(value) for key, value in (pair.split("=") for pair in match.group(1).split())}
 
 
-def to_result(name: str, raw: dict[str, int]) -> Result:
+def run_wrk(base_url: str, pool: Pool, seconds: float, connections: int) -> dict[str, int]:
+    """wrk (2 threads) cycling through the prepared requests for `seconds`."""
+    pool_file = write_pool(pool)
+    try:
+        env = {**os.environ, "BENCH_REQUESTS": pool_file}
+        command = wrk_command(base_url, seconds, connections)
+        completed = subprocess.run(command, env=env, capture_output=True, text=True, timeout=seconds + 120)
+    finally:
+        os.unlink(pool_file)
+    return parse_wrk(completed.stdout, completed.stderr)
+
+
+def send_pool_once(base_url: str, pool: Pool, connections: int, timeout: float = 600) -> dict[str, int]:
+    """wrk sending each prepared request once (give or take the few in flight when a thread finishes its
+    slice): each thread notes in a file when its slice is done, and wrk is then interrupted."""
+    pool_file = write_pool(pool)
+    done_file = pool_file + ".done"
+    try:
+        env = {**os.environ, "BENCH_REQUESTS": pool_file, "BENCH_DONE_FILE": done_file}
+        process = subprocess.Popen(
+            wrk_command(base_url, timeout, connections), env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+            text=True,
+        )
+        deadline = time.monotonic() + timeout
+        while process.poll() is None and time.monotonic() < deadline:
+            with contextlib.suppress(FileNotFoundError), open(done_file) as file:
+                if len(file.read().split()) >= 2:  # both wrk threads
+                    break
+            time.sleep(0.02)
+        if process.poll() is None:
+            process.send_signal(signal.SIGINT)  # wrk prints its summary on SIGINT
+        stdout, stderr = process.communicate(timeout=30)
+    finally:
+        os.unlink(pool_file)
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(done_file)
+    return parse_wrk(stdout, stderr)
+
+
+def to_result(name: str, raw: dict[str, int], pool_size: int = 0) -> Result:
     return Result(
         name=name,
         requests_per_second=raw["requests"] / (raw["duration_us"] / 1e6),
         p50_ms=raw["p50_us"] / 1000,
         p99_ms=raw["p99_us"] / 1000,
         errors=raw["connect"] + raw["read"] + raw["write"] + raw["status"] + raw["timeout"],
+        requests=raw["requests"],
+        pool_size=pool_size,
     )
 
 
+@dataclass
+class BenchUwsgiServer(UwsgiServer):
+    """UwsgiServer with extra uWSGI options after the shipped config (the last value of an option wins)."""
+
+    extra_options: Sequence[str] = field(default_factory=tuple)
+
+    def start(self) -> BenchUwsgiServer:
+        if not self.extra_options:
+            super().start()
+            return self
+        self.directory.mkdir(parents=True, exist_ok=True)
+        config = render_uwsgi_config(self.directory, self.socket_path, self.wsgi_file)
+        argv = [find_program("uwsgi"), "--xml", str(config)]
+        if self.workers:
+            argv += ["--processes", str(self.workers)]
+        argv += list(self.extra_options)
+        env = {**os.environ, **self.env}
+        self.process = ManagedProcess("uwsgi", argv, self.directory / "uwsgi.log", env=env).start()
+        try:
+            wait_for_unix(self.socket_path)
+            wait_for_uwsgi_workers(self.process)
+        except TimeoutError:
+            self.stop()
+            raise RuntimeError("uWSGI did not start:\n" + self.process.log_text()[-3000:]) from None
+        return self
+
+
+@dataclass
+class Served:
+    url: str
+    uwsgi: BenchUwsgiServer
+
+
 @contextlib.contextmanager
-def serving(directory: Path, wsgi_file: Path | None, env: dict[str, str], workers: int = 1) -> Iterator[str]:
+def serving(
+    directory: Path, wsgi_file: Path | None, env: dict[str, str], workers: int = 1, extra_options: Sequence[str] = ()
+) -> Iterator[Served]:
     """nginx + uWSGI with the shipped configs serving `wsgi_file` (None: this project's index.py)."""
-    uwsgi = UwsgiServer(directory / "uwsgi", env, workers=workers, wsgi_file=wsgi_file).start()
-    nginx = NginxServer(directory / "nginx", uwsgi.socket_path).start()
+    uwsgi = BenchUwsgiServer(directory / "uwsgi", env, workers=workers, wsgi_file=wsgi_file,
+                             extra_options=tuple(extra_options)).start()
     try:
-        yield nginx.url
+        nginx = NginxServer(directory / "nginx", uwsgi.socket_path).start()
+        try:
+            yield Served(nginx.url, uwsgi)
+        finally:
+            nginx.stop()
     finally:
-        nginx.stop()
         uwsgi.stop()
 
 
@@ -134,98 +247,139 @@ def expect_reply(base_url: str, request: tuple[str, str], marker: str) -> None:
         raise RuntimeError(f"unexpected reply ({response.status_code}): {response.text[:300]}")
 
 
-def app_env(redis: RedisServer) -> dict[str, str]:
-    return {
+def app_env(redis: RedisServer, log_level: str = "INFO", replies_file: Path | None = None) -> dict[str, str]:
+    env = {
         "WECHAT_TOKEN": TOKEN, "WECHAT_APPID": APPID, "WECHAT_ENCODING_AES_KEY": AES_KEY,
-        "REDIS_URL": redis.unix_url, "LOG_LEVEL": "WARNING", "DOTENV_FILE": "/dev/null",
+        "REDIS_URL": redis.unix_url, "LOG_LEVEL": log_level, "DOTENV_FILE": "/dev/null",
     }
+    if replies_file is not None:
+        env["REPLIES_FILE"] = str(replies_file)
+    return env
 
 
 class Bench:
-    def __init__(self, seconds: int, connections: int) -> None:
+    """wrk settings of one run, and a supply of message numbers that never repeats within it."""
+
+    def __init__(self, seconds: float, connections: int, warm_up_seconds: float = 2, rate_bound: int = 12_000) -> None:
         self.seconds = seconds
         self.connections = connections
-        # Enough distinct requests that none repeats within a case (a repeat would be a dedupe hit).
-        self.pool_size = max(20_000, seconds * 6_000)
+        self.warm_up_seconds = warm_up_seconds
+        # Enough distinct requests that none repeats within a case (a repeat would be a dedupe hit):
+        # `rate_bound` is above what one worker of ours answers per second on a small machine.
+        self.pool_size = max(2_000, int(seconds * rate_bound))
         self.next_number = time.time_ns() // 1000
-        self.results: list[Result] = []
 
-    def numbers(self) -> int:
+    def numbers(self, count: int | None = None) -> int:
         start = self.next_number
-        self.next_number += self.pool_size
+        self.next_number += count or self.pool_size
         return start
 
-    def measure(self, name: str, url: str, pool: list[tuple[str, str]], marker: str) -> None:
+    def keyword_pool(self, size: int | None = None) -> Pool:
+        size = size or self.pool_size
+        return plain_pool(size, keyword_message, self.numbers(size))
+
+    def measure(self, name: str, url: str, pool: Pool, marker: str, distinct: bool = True) -> Result:
+        """`distinct`: the pool's messages are all different (a repeat would be a dedupe hit)."""
         expect_reply(url, pool[-1], marker)
-        self.results.append(to_result(name, run_wrk(url, pool[:-1], self.seconds, self.connections)))
+        raw = run_wrk(url, pool[:-1], self.seconds, self.connections)
+        result = to_result(name, raw, len(pool) - 1 if distinct else 0)
+        print(f"  {name}: {result.requests_per_second:.0f} req/s", file=sys.stderr, flush=True)
+        return result
 
     def warm_up(self, url: str) -> None:
-        run_wrk(url, plain_pool(2_000, lambda n: text_message(n, "微博"), self.numbers()), 2, self.connections)
+        if self.warm_up_seconds > 0:
+            run_wrk(url, self.keyword_pool(2_000), self.warm_up_seconds, self.connections)
+
+
+def measure_ours(bench: Bench, directory: Path, redis: RedisServer, log_level: str) -> list[Result]:
+    """Every case against this project, at one log level."""
+    results = []
+    with serving(directory, None, app_env(redis, log_level)) as served:
+        url = served.url
+        bench.warm_up(url)
+        results.append(bench.measure(OURS_KEYWORD_ROW, url, bench.keyword_pool(), NEWS_MARKER))
+        default = plain_pool(bench.pool_size, default_message, bench.numbers())
+        results.append(bench.measure("this project: default reply (echo)", url, default, "随便说点什么"))
+        clicks = plain_pool(bench.pool_size, click_event, bench.numbers())
+        results.append(bench.measure("this project: CLICK event", url, clicks, "text"))
+        safe_size = bench.pool_size // 2  # encryption makes this case slower; the pool still outlasts it
+        safe = safe_pool(safe_size, bench.numbers(safe_size))
+        results.append(bench.measure(OURS_SAFE_ROW, url, safe, "MsgSignature"))
+        retry = bench.keyword_pool(1)
+        results.append(
+            bench.measure("this project: retry of answered msg", url, retry * 2, NEWS_MARKER, distinct=False)
+        )
+    return results
+
+
+def measure_keyword_only(
+    bench: Bench, directory: Path, name: str, wsgi_file: Path | None, env: dict[str, str], marker: str = NEWS_MARKER,
+    workers: int = 1,
+) -> Result:
+    with serving(directory, wsgi_file, env, workers=workers) as served:
+        bench.warm_up(served.url)
+        return bench.measure(name, served.url, bench.keyword_pool(), marker)
+
+
+def measure_peers(bench: Bench, directory: Path, redis: RedisServer) -> list[Result]:
+    """The main table: ours (every case, INFO as in production), ours at WARNING, WeRoBot, the ceiling."""
+    results = measure_ours(bench, directory / "ours", redis, "INFO")
+    warning = measure_keyword_only(
+        bench, directory / "ours-warning", f"{OURS_KEYWORD_ROW}, LOG_LEVEL=WARNING", None,
+        app_env(redis, "WARNING"),
+    )
+    results.insert(1, warning)
+    results.append(measure_keyword_only(
+        bench, directory / "werobot", WEROBOT_ROW, ROOT / "bench/werobot_app.py", app_env(redis)
+    ))
+    results.append(measure_keyword_only(
+        bench, directory / "bare", CEILING_ROW, ROOT / "bench/bare_app.py", app_env(redis), marker="<xml>"
+    ))
+    return results
+
+
+def format_table(results: list[Result], werobot: float, ceiling: float) -> str:
+    widths = (44, 7, 7, 7, 6, 9, 9)
+    lines = [
+        table_row(("case", "req/s", "p50 ms", "p99 ms", "errors", "× WeRoBot", "× ceiling"), widths),
+        "|" + "|".join("-" * (width + 2) for width in widths) + "|",
+    ]
+    for result in results:
+        name = result.name + (" (pool repeated!)" if result.pool_repeated else "")
+        cells = (
+            name, f"{result.requests_per_second:.0f}", f"{result.p50_ms:.2f}", f"{result.p99_ms:.2f}",
+            str(result.errors), f"{result.requests_per_second / werobot:.2f}",
+            f"{result.requests_per_second / ceiling:.2f}",
+        )
+        lines.append(table_row(cells, widths))
+    return "\n".join(lines)
+
+
+def table_row(cells: Sequence[str], widths: Sequence[int]) -> str:
+    first, *rest = zip(cells, widths, strict=True)
+    return f"| {first[0]:<{first[1]}} | " + " | ".join(f"{cell:>{width}}" for cell, width in rest) + " |"
+
+
+def by_name(results: list[Result]) -> dict[str, Result]:
+    return {result.name: result for result in results}
 
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--seconds", type=int, default=8, help="wrk duration per case")
+    parser.add_argument("--seconds", type=float, default=8, help="wrk duration per case")
     parser.add_argument("--connections", type=int, default=8)
     args = parser.parse_args()
     bench = Bench(args.seconds, args.connections)
-    news = "<MsgType><![CDATA[news]]></MsgType>"
     with tempfile.TemporaryDirectory(prefix="bench-") as temp:
         directory = Path(temp)
         redis = RedisServer(directory / "redis").start()
         try:
-            size = bench.pool_size
-            with serving(directory / "ours", None, app_env(redis)) as url:
-                bench.warm_up(url)
-                keyword = plain_pool(size, lambda n: text_message(n, "微博"), bench.numbers())
-                bench.measure("this project: keyword (plaintext)", url, keyword, news)
-                default = plain_pool(size, lambda n: text_message(n, "随便说点什么"), bench.numbers())
-                bench.measure("this project: default reply (echo)", url, default, "随便说点什么")
-                clicks = plain_pool(size, click_event, bench.numbers())
-                bench.measure("this project: CLICK event", url, clicks, "text")
-                safe = safe_pool(size, bench.numbers())
-                bench.measure("this project: keyword (safe mode)", url, safe, "MsgSignature")
-                retry = plain_pool(1, lambda n: text_message(n, "微博"), bench.numbers())
-                bench.measure("this project: retry of answered msg", url, retry * 2, news)
-            with serving(directory / "werobot", ROOT / "bench/werobot_app.py", app_env(redis)) as url:
-                bench.warm_up(url)
-                keyword = plain_pool(size, lambda n: text_message(n, "微博"), bench.numbers())
-                bench.measure("WeRoBot 1.13.1: keyword", url, keyword, news)
-            with serving(directory / "bare", ROOT / "bench/bare_app.py", app_env(redis)) as url:
-                bench.warm_up(url)
-                keyword = plain_pool(size, lambda n: text_message(n, "微博"), bench.numbers())
-                bench.measure("bare WSGI (ceiling)", url, keyword, "<xml>")
+            results = measure_peers(bench, directory, redis)
         finally:
             redis.stop()
-    print_table(bench.results, args)
+    named = by_name(results)
+    print(format_table(results, named[WEROBOT_ROW].requests_per_second, named[CEILING_ROW].requests_per_second))
     return 0
-
-
-def print_table(results: list[Result], args: argparse.Namespace) -> None:
-    by_name = {result.name: result for result in results}
-    werobot = by_name["WeRoBot 1.13.1: keyword"].requests_per_second
-    ceiling = by_name["bare WSGI (ceiling)"].requests_per_second
-    machine = f"{platform.node()} · {os.cpu_count()} cores · Python {platform.python_version()}"
-    print(f"\n{datetime.date.today()} · {machine}")
-    print(
-        f"nginx + uWSGI (shipped configs, 1 worker), wrk 2 threads, {args.connections} connections, "
-        f"{args.seconds} s per case, every request a distinct signed message\n"
-    )
-    widths = (38, 8, 7, 7, 6, 9, 9)
-    print(table_row(("case", "req/s", "p50 ms", "p99 ms", "errors", "× WeRoBot", "× ceiling"), widths))
-    print("|" + "|".join("-" * (width + 2) for width in widths) + "|")
-    for result in results:
-        cells = (
-            result.name, f"{result.requests_per_second:.0f}", f"{result.p50_ms:.2f}", f"{result.p99_ms:.2f}",
-            str(result.errors), f"{result.requests_per_second / werobot:.2f}",
-            f"{result.requests_per_second / ceiling:.2f}",
-        )
-        print(table_row(cells, widths))
-
-
-def table_row(cells: tuple[str, ...], widths: tuple[int, ...]) -> str:
-    first, *rest = zip(cells, widths, strict=True)
-    return f"| {first[0]:<{first[1]}} | " + " | ".join(f"{cell:>{width}}" for cell, width in rest) + " |"
 
 
 if __name__ == "__main__":

@@ -1,5 +1,7 @@
 -- wrk script: send prepared requests, one "path<TAB>body" per line in BENCH_REQUESTS. Each request is
 -- distinct (fresh nonce and MsgId, as WeChat sends them), and the wrk threads take disjoint slices.
+-- With BENCH_DONE_FILE set, a thread stops once its slice is answered and notes it in that file
+-- (bench/compare.py's send_pool_once then interrupts wrk): each request is sent once.
 local threads = {}
 
 function setup(thread)
@@ -19,12 +21,27 @@ function init(args)
     line_number = line_number + 1
   end
   index = 0
+  answered = 0
 end
 
 function request()
   index = index + 1
   if index > #pool then index = 1 end
   return pool[index]
+end
+
+-- Defined only when needed: wrk hands every response to Lua when `response` exists, which costs.
+local done_file = os.getenv("BENCH_DONE_FILE")
+if done_file then
+  function response(status, headers, body)
+    answered = answered + 1
+    if answered == #pool then
+      local file = io.open(done_file, "a")
+      file:write("done\n")
+      file:close()
+      wrk.thread:stop()
+    end
+  end
 end
 
 function done(summary, latency, requests)
