@@ -31,10 +31,14 @@ class Settings:
     require_encryption: bool = False
     redis_url: str = "redis://127.0.0.1:6379/0"
     api_base: str = "https://api.weixin.qq.com"
+    books_api_base: str = "https://openlibrary.org"
     replies_file: Path = PROJECT_ROOT / "replies.yaml"
     timestamp_window: int = 300
     max_body_bytes: int = 64 * 1024
-    reply_deadline: float = 4.5
+    # Seconds from a message's arrival to our answer. WeChat's 5 s include the network both ways, and
+    # uwsgi.xml's harakiri kills a request at 4 s: a reply not ready by then becomes `success` now and a
+    # customer-service message later (slow_replies).
+    reply_deadline: float = 3.5
     log_level: str = "INFO"
     # Web authorization (oauth/): where followers reach this app, WeChat's authorize host, the cookie key.
     public_base_url: str = ""
@@ -144,6 +148,17 @@ def load_settings(
     if session_secret and len(session_secret) < 16:
         raise ConfigError("SESSION_SECRET must be at least 16 characters (or leave it unset to derive one)")
 
+    books_api_base = get("BOOKS_API_BASE", Settings.books_api_base).rstrip("/")
+    if not re.match(r"^https?://[^/\s]+", books_api_base):
+        raise ConfigError("BOOKS_API_BASE must be an http(s) URL such as https://openlibrary.org")
+
+    reply_deadline = float(_number("REPLY_DEADLINE", get("REPLY_DEADLINE", str(Settings.reply_deadline)), float, 0.1))
+    if not reply_deadline <= 3.9:  # written so that NaN fails too
+        raise ConfigError(
+            f"REPLY_DEADLINE must be 0.1 to 3.9 seconds (uwsgi.xml's harakiri kills a request at 4 s), "
+            f"got {reply_deadline:g}"
+        )
+
     replies_file = Path(get("REPLIES_FILE", str(Settings.replies_file)))
     if not replies_file.is_absolute():
         replies_file = PROJECT_ROOT / replies_file
@@ -160,10 +175,11 @@ def load_settings(
         require_encryption=require_encryption,
         redis_url=redis_url,
         api_base=api_base,
+        books_api_base=books_api_base,
         replies_file=replies_file,
         timestamp_window=int(_number("WECHAT_TIMESTAMP_WINDOW", get("WECHAT_TIMESTAMP_WINDOW", "300"), int, 0)),
         max_body_bytes=int(_number("MAX_BODY_BYTES", get("MAX_BODY_BYTES", str(64 * 1024)), int, 1024)),
-        reply_deadline=float(_number("REPLY_DEADLINE", get("REPLY_DEADLINE", "4.5"), float, 0.1)),
+        reply_deadline=reply_deadline,
         log_level=log_level,
         public_base_url=public_base_url,
         open_base=open_base,

@@ -23,6 +23,7 @@ import utils
 from config import Settings
 from dedupe import Outcome, RequestFingerprint, RetryCache, fail_fast_client, message_key
 from replies import Match, ReplyBook, describe
+from slow_replies.answer import answer_or_defer
 from wechat_crypto import AppIdMismatch, DecryptError, aes_key_from_encoding_key, decrypt_message, encrypted_reply
 
 log = logging.getLogger("weixin")
@@ -276,7 +277,11 @@ def answer_once(message: Any, match: Match | None, fingerprint: RequestFingerpri
         return None
     if not runs_code:
         return xml
-    xml = render_reply(match, message, record)
+    if match.reply.background:  # runs in the worker: its reply if ready by the deadline, else `success` now
+        deadline = record.started + current.settings.reply_deadline
+        xml = answer_or_defer(match.reply, message, key, current.settings, deadline, record)
+    else:
+        xml = render_reply(match, message, record)
     if claim.outcome is Outcome.FIRST:
         current.retry_cache.store(claim.key, xml)
     return xml

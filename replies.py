@@ -87,6 +87,9 @@ class Reply:
 
     kind: str
     value: Any = None
+    # A handler that may be slow: it runs in the worker (slow_replies), its answer is passive if ready by the
+    # deadline, else a customer-service message.
+    background: bool = False
     # The rendered XML of a reply without placeholders, filled in by render.py on first use.
     rendered: dict[str, str] = field(default_factory=dict, compare=False, repr=False)
 
@@ -198,6 +201,16 @@ class RuleSet:
         return Match(self.events.get(kind), f"events.{kind}")
 
 
+def handler_path(function: Any) -> str | None:
+    """`module:function` that imports back to `function` (how a worker process finds it), else None."""
+    module_name, name = getattr(function, "__module__", None), getattr(function, "__qualname__", "")
+    try:
+        found = getattr(importlib.import_module(module_name), name) if module_name and "." not in name else None
+    except (ImportError, AttributeError):
+        return None
+    return f"{module_name}:{name}" if found is function else None
+
+
 def describe(message: Any) -> tuple[str, str]:
     """("message", "text") or ("event", "subscribe"...), lower-cased as wechatpy dispatches them."""
     message_type = str(getattr(message, "type", "unknown") or "unknown").lower()
@@ -260,13 +273,16 @@ class _Checker:
             return None
         line = getattr(raw, "line", line)
         kinds = [key for key in raw if key in REPLY_KINDS]
-        unknown = [key for key in raw if key not in REPLY_KINDS]
+        unknown = [key for key in raw if key not in REPLY_KINDS and key != "background"]
         if unknown or len(kinds) != 1:
             got = ", ".join(map(str, raw))
             self.error(where, line, f"a reply needs exactly one of {', '.join(REPLY_KINDS)}; got {got}")
             return None
         kind = kinds[0]
         value = raw[kind]
+        if "background" in raw and kind != "handler":
+            self.error(where, line, "background applies to handler replies only: {handler: ..., background: true}")
+            return None
         if kind == "text":
             template = self.template(where, line, value)
             return Reply("text", template) if template else None
@@ -285,7 +301,7 @@ class _Checker:
         if kind == "music":
             return self._fields_reply(where, line, kind, value, MUSIC_KEYS, required={"thumb_media_id"})
         if kind == "handler":
-            return self._handler(where, line, value)
+            return self._handler(where, line, value, raw.get("background", False))
         return self._news(where, line, value, max_articles)
 
     def _fields_reply(
@@ -347,9 +363,12 @@ class _Checker:
             articles.append(fields)
         return Reply("news", tuple(articles))
 
-    def _handler(self, where: str, line: int | None, value: Any) -> Reply | None:
+    def _handler(self, where: str, line: int | None, value: Any, background: Any) -> Reply | None:
         if not isinstance(value, str) or ":" not in value:
             self.error(where, line, "handler takes 'module:function'")
+            return None
+        if not isinstance(background, bool):
+            self.error(where, line, "background takes true or false")
             return None
         module_name, _, function_name = value.partition(":")
         try:
@@ -360,7 +379,11 @@ class _Checker:
         if not callable(function):
             self.error(where, line, f"handler {value!r} is not callable")
             return None
-        return Reply("handler", function)
+        if background and handler_path(function) is None:
+            self.error(where, line, f"background handler {value!r} must be a module-level function (the worker "
+                                    "imports it by its own module and name)")
+            return None
+        return Reply("handler", function, background=background)
 
     def keyword_rule(self, position: int, raw: Any) -> KeywordRule | None:
         where = f"keywords[{position}]"

@@ -1,0 +1,264 @@
+"""Book lookup by ISBN (the `books:lookup` handler): check the ISBN, ask the book source, cache in Redis.
+
+The pure parts (parse_isbn, book_from_open_library, book_card, the texts) are apart from the I/O
+(BookCache, fetch_book, lookup). The source is Open Library's JSON API unless BOOKS_API_BASE says otherwise.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import logging
+import os
+import re
+from dataclasses import asdict, dataclass
+from typing import Any
+
+import redis
+import requests
+from stdnum import ean, isbn
+
+from config import Settings, load_settings
+
+log = logging.getLogger("books")
+
+# (connect, read) seconds. The follower never waits for this: a slow source is answered by the
+# background path (`success` at the deadline, the card later through custom/send).
+SOURCE_TIMEOUT = (3.05, 8.0)
+FOUND_TTL_SECONDS = 7 * 86400
+NOT_FOUND_TTL_SECONDS = 3600  # a book added to the source later shows up within the hour
+CACHE_PREFIX = "wechat:books:isbn:"
+NOT_FOUND_MARKER = b"-"
+
+# Digits with optional spaces/hyphens, and the `ISBN` label some people type in front of them.
+_ISBN_LABEL = re.compile(r"^\s*isbn(?:-1[03])?\s*[:：]?\s*", re.IGNORECASE)
+_YEAR = re.compile(r"\b(1[4-9]\d\d|2\d\d\d)\b")
+
+
+@dataclass(frozen=True)
+class IsbnCheck:
+    """What the follower typed, as an ISBN: `isbn13` when valid, else `problem` ("checksum" or "format")."""
+
+    written: str
+    isbn13: str | None = None
+    problem: str | None = None
+    expected_check: str | None = None  # for a checksum problem: the check digit the other digits call for
+
+
+@dataclass(frozen=True)
+class Book:
+    isbn13: str
+    title: str
+    authors: tuple[str, ...] = ()
+    publishers: tuple[str, ...] = ()
+    year: str = ""
+    cover: str = ""
+    url: str = ""
+
+
+class BookSourceError(Exception):
+    """The book source could not be asked (down, slow, or an answer that is not its JSON)."""
+
+
+# --- pure ------------------------------------------------------------------------------------
+
+
+def _isbn10_check_digit(first_nine: str) -> str:
+    total = sum((position + 1) * int(digit) for position, digit in enumerate(first_nine))
+    check = total % 11
+    return "X" if check == 10 else str(check)
+
+
+def parse_isbn(text: str) -> IsbnCheck:
+    """Check an ISBN-10 or ISBN-13 written with or without hyphens/spaces (and an optional `ISBN` label)."""
+    written = _ISBN_LABEL.sub("", text).strip()
+    compact = isbn.compact(written)
+    if not re.fullmatch(r"\d{9}[\dX]|\d{13}", compact):
+        return IsbnCheck(written, problem="format")
+    try:
+        isbn.validate(compact)
+    except isbn.InvalidChecksum:
+        expected = _isbn10_check_digit(compact[:9]) if len(compact) == 10 else ean.calc_check_digit(compact[:12])
+        return IsbnCheck(written, problem="checksum", expected_check=expected)
+    except isbn.ValidationError:  # e.g. a 13-digit number that is not 978/979
+        return IsbnCheck(written, problem="format")
+    return IsbnCheck(written, isbn13=isbn.to_isbn13(compact))
+
+
+def checksum_text(check: IsbnCheck) -> str:
+    return (
+        f"“{check.written}” 看起来是 ISBN，但校验位不对（按前面的数字算，最后一位应是 {check.expected_check}）。\n"
+        "请核对一下是不是抄错了某一位：ISBN 印在书的封底条形码上方或版权页上，10 位或 13 位都可以。"
+    )
+
+
+def format_text(check: IsbnCheck) -> str:
+    return (
+        f"“{check.written}” 不是有效的 ISBN。ISBN 是 10 位或 13 位（978/979 开头）的数字，"
+        "可以带连字符，例如 978-7-111-54742-6。"
+    )
+
+
+def not_found_text(isbn13: str) -> str:
+    return f"没有找到 ISBN {isbn.format(isbn13)} 对应的图书。请核对号码，或者换一本试试。"
+
+
+UNAVAILABLE_TEXT = "书目服务暂时连不上，请过几分钟再把 ISBN 发给我试试。"
+
+
+def book_from_open_library(document: Any, isbn13: str) -> Book | None:
+    """The book in Open Library's `/api/books?bibkeys=ISBN:...&format=json&jscmd=data` answer (None: not found)."""
+    if not isinstance(document, dict):
+        raise BookSourceError("the source answered something that is not a JSON object")
+    record = document.get(f"ISBN:{isbn13}")
+    if record is None and len(document) == 1:
+        record = next(iter(document.values()))  # keyed by another form of the ISBN
+    if not isinstance(record, dict) or not str(record.get("title") or "").strip():
+        return None
+
+    def names(items: Any) -> tuple[str, ...]:
+        if not isinstance(items, list):
+            return ()
+        found = (item.get("name") if isinstance(item, dict) else item for item in items)
+        return tuple(str(name).strip() for name in found if isinstance(name, str) and name.strip())
+
+    title = str(record["title"]).strip()
+    subtitle = str(record.get("subtitle") or "").strip()
+    cover = record.get("cover") if isinstance(record.get("cover"), dict) else {}
+    year = _YEAR.search(str(record.get("publish_date") or ""))
+    return Book(
+        isbn13=isbn13,
+        title=f"{title}：{subtitle}" if subtitle else title,
+        authors=names(record.get("authors")),
+        publishers=names(record.get("publishers")),
+        year=year.group(1) if year else "",
+        cover=str(cover.get("large") or cover.get("medium") or cover.get("small") or ""),
+        url=str(record.get("url") or ""),
+    )
+
+
+def book_card(book: Book, source_base: str) -> list[dict[str, str]]:
+    """One news article (a reply to a follower's message shows only one): title, who, publisher, year, cover."""
+    lines = []
+    if book.authors:
+        lines.append("作者：" + "、".join(book.authors))
+    if book.publishers:
+        lines.append("出版社：" + "、".join(book.publishers))
+    if book.year:
+        lines.append(f"出版年份：{book.year}")
+    lines.append(f"ISBN：{isbn.format(book.isbn13)}")
+    return [{
+        "title": book.title,
+        "description": "\n".join(lines),
+        "picurl": book.cover,
+        "url": book.url or f"{source_base}/isbn/{book.isbn13}",
+    }]
+
+
+def _book_to_json(book: Book | None) -> bytes:
+    return NOT_FOUND_MARKER if book is None else json.dumps(asdict(book), ensure_ascii=False).encode("utf-8")
+
+
+def _book_from_json(raw: bytes) -> Book | None:
+    if raw == NOT_FOUND_MARKER:
+        return None
+    data = json.loads(raw)
+    return Book(**{**data, "authors": tuple(data["authors"]), "publishers": tuple(data["publishers"])})
+
+
+# --- I/O -------------------------------------------------------------------------------------
+
+
+class BookCache:
+    """Found books for a week, "not found" for an hour, under wechat:books:isbn:<ISBN-13>."""
+
+    def __init__(self, client: redis.Redis) -> None:
+        self.client = client
+
+    def get(self, isbn13: str) -> tuple[bool, Book | None]:
+        """(True, book or None for "not found") on a hit; (False, None) when the source must be asked."""
+        try:
+            raw = self.client.get(CACHE_PREFIX + isbn13)
+        except redis.RedisError as error:
+            log.warning("book cache unreadable (%s); asking the source", type(error).__name__)
+            return False, None
+        if raw is None:
+            return False, None
+        try:
+            return True, _book_from_json(raw)
+        except (ValueError, TypeError, KeyError):
+            return False, None
+
+    def put(self, isbn13: str, book: Book | None) -> None:
+        ttl = NOT_FOUND_TTL_SECONDS if book is None else FOUND_TTL_SECONDS
+        try:
+            self.client.set(CACHE_PREFIX + isbn13, _book_to_json(book), ex=ttl)
+        except redis.RedisError as error:
+            log.warning("book cache unwritable (%s)", type(error).__name__)
+
+
+def fetch_book(isbn13: str, base: str, session: requests.Session | None = None) -> Book | None:
+    """Ask the source; None when it does not know the ISBN. Raises BookSourceError when it cannot answer."""
+    http = session or requests
+    try:
+        response = http.get(
+            f"{base}/api/books",
+            params={"bibkeys": f"ISBN:{isbn13}", "format": "json", "jscmd": "data"},
+            timeout=SOURCE_TIMEOUT,
+            headers={"Accept": "application/json"},
+        )
+    except requests.RequestException as error:
+        raise BookSourceError(f"{type(error).__name__} from the book source") from None
+    if response.status_code == 404:
+        return None
+    if response.status_code != 200:
+        raise BookSourceError(f"the book source answered HTTP {response.status_code}")
+    try:
+        document = response.json()
+    except ValueError:
+        raise BookSourceError("the book source answered something that is not JSON") from None
+    return book_from_open_library(document, isbn13)
+
+
+@functools.cache
+def _settings() -> Settings:
+    return load_settings(require_token=False)
+
+
+_clients: dict[tuple[int, str], redis.Redis] = {}
+
+
+def _redis(url: str) -> redis.Redis:
+    key = (os.getpid(), url)  # a connection must not be shared across fork (rq forks a process per job)
+    if key not in _clients:
+        _clients[key] = redis.Redis.from_url(url, socket_connect_timeout=1, socket_timeout=2)
+    return _clients[key]
+
+
+def find_book(isbn13: str, settings: Settings) -> Book | None:
+    """The book for a valid ISBN-13, from the cache or the source (caching what the source said)."""
+    cache = BookCache(_redis(settings.redis_url))
+    hit, book = cache.get(isbn13)
+    if hit:
+        return book
+    book = fetch_book(isbn13, settings.books_api_base)
+    cache.put(isbn13, book)
+    return book
+
+
+def lookup(message: Any) -> str | list[dict[str, str]]:
+    """The handler for ISBN messages: a news card, or a text saying what is wrong."""
+    check = parse_isbn(str(getattr(message, "content", "") or ""))
+    if check.problem == "checksum":
+        return checksum_text(check)
+    if check.isbn13 is None:
+        return format_text(check)
+    settings = _settings()
+    try:
+        book = find_book(check.isbn13, settings)
+    except BookSourceError as error:
+        log.warning("book source failed for an ISBN lookup: %s", error)
+        return UNAVAILABLE_TEXT
+    if book is None:
+        return not_found_text(check.isbn13)
+    return book_card(book, settings.books_api_base)

@@ -1,0 +1,83 @@
+"""The web process's side of a background reply: queue the job once, wait for its result until the deadline,
+and answer with it, or with nothing (`success`) and leave the worker to send it."""
+
+from __future__ import annotations
+
+import logging
+import os
+import re
+import time
+from dataclasses import dataclass
+from typing import Any
+
+import redis
+from redis.backoff import NoBackoff
+from redis.retry import Retry
+from rq import Queue
+
+from config import Settings
+from replies import Reply, handler_path
+from slow_replies.handoff import PASSIVE, WAITING, HandOff
+from slow_replies.jobs import JobSpec, enqueue, job_id_for, make_queue
+
+log = logging.getLogger("weixin")
+
+
+@dataclass
+class _Connections:
+    handoff: HandOff
+    queue: Queue
+
+
+_connections: dict[tuple[int, str], _Connections] = {}
+
+
+def _connections_for(settings: Settings) -> _Connections:
+    """Made in each uWSGI worker after the fork: short timeouts, no retries (the request has seconds)."""
+    key = (os.getpid(), settings.redis_url)
+    if key not in _connections:
+        options: dict[str, Any] = {"socket_connect_timeout": 0.25, "retry": Retry(NoBackoff(), 0)}
+        client = redis.Redis.from_url(settings.redis_url, socket_timeout=0.5, **options)
+        # Blocks for the result for up to the whole deadline.
+        waiter = redis.Redis.from_url(settings.redis_url, socket_timeout=settings.reply_deadline + 0.5, **options)
+        _connections[key] = _Connections(HandOff(client, waiter), make_queue(client))
+    return _connections[key]
+
+
+def _reply_type(xml: str | None) -> str:
+    found = re.search(r"<MsgType><!\[CDATA\[(\w+)\]\]>", xml or "")
+    return found.group(1) if found else "none"
+
+
+def answer_or_defer(reply: Reply, message: Any, message_key: str, settings: Settings, deadline: float,
+                    record: Any) -> str | None:
+    """The passive reply XML if the worker's result is ready before `deadline` (a time.perf_counter() value),
+    else None (answer `success`; the worker sends the result later). Sets `record.reply`."""
+    job_id = job_id_for(message_key)
+    try:
+        connections = _connections_for(settings)
+        handoff = connections.handoff
+        remaining = deadline - time.perf_counter()
+        spec = JobSpec(job_id, handler_path(reply.value) or "", dict(message._data), time.time() + remaining,
+                       str(record.rule))
+        created = handoff.create(job_id, spec.deadline, spec.rule)
+        taken = None if created else handoff.take(job_id, final=False)
+        if created or taken.state == WAITING:
+            # A retry finding the job still waiting queues it too, in case the first delivery died between the
+            # two steps; rq refuses a second job with the same id.
+            enqueue(connections.queue, spec)
+        while taken is None or taken.state == WAITING:
+            woke = handoff.wait_for_result(job_id, deadline - time.perf_counter())
+            taken = handoff.take(job_id, final=not woke)
+            if not woke:
+                break
+    except (redis.RedisError, OSError) as error:
+        log.error("background reply for rule %s could not be queued (%s); answering success",
+                  record.rule, type(error).__name__)
+        record.reply = "error"
+        return None
+    if taken.state == PASSIVE:
+        record.reply = _reply_type(taken.xml)
+        return taken.xml
+    record.reply = "deferred" if taken.state == "abandoned" else f"background-{taken.state}"
+    return None

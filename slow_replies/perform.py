@@ -1,0 +1,110 @@
+"""The job the worker runs for one message: run the handler, hand the result to the waiting web process or,
+past its deadline, send it as a customer-service message. Safe to run again after a crash (see handoff)."""
+
+from __future__ import annotations
+
+import functools
+import importlib
+import logging
+import os
+import time
+from dataclasses import dataclass
+from typing import Any
+
+import redis
+
+import render
+from config import Settings, load_settings
+from slow_replies.custom_message import NotSendable, custom_message, encode
+from slow_replies.delivery import CustomMessageSender
+from slow_replies.handoff import FINISHED, READY, SENDING, HandOff
+from slow_replies.jobs import JobSpec
+
+log = logging.getLogger("slow_replies")
+
+# After the web process's deadline, how long it may still be finishing its own compare-and-set; either
+# way only one side wins, this only spares a send when the passive reply was a few ms from going out.
+DEADLINE_GRACE_SECONDS = 0.25
+
+
+@dataclass
+class WorkerContext:
+    settings: Settings
+    handoff: HandOff
+    sender: CustomMessageSender
+
+
+@functools.cache
+def _context(pid: int) -> WorkerContext:
+    """Per process: rq runs each job in a fresh fork, whose connections must be its own."""
+    settings = load_settings(require_token=False)
+    client = redis.Redis.from_url(settings.redis_url, socket_connect_timeout=2, socket_timeout=10)
+    return WorkerContext(settings, HandOff(client), CustomMessageSender(settings.api_base, settings.appid, client))
+
+
+def resolve_handler(path: str) -> Any:
+    module_name, _, name = path.partition(":")
+    return getattr(importlib.import_module(module_name), name)
+
+
+def masked_openid(openid: str) -> str:
+    return f"{openid[:4]}…{openid[-4:]}" if len(openid) > 10 else "…"
+
+
+def compute(spec: JobSpec) -> tuple[str | None, str | None]:
+    """The passive reply XML and the custom/send body (JSON text) of the handler's answer; (None, None) when
+    it has nothing to say or fails (logged: the follower then gets nothing, as with a failing passive handler)."""
+    import handle  # the web process's parser, so that the handler sees the message it would have seen
+
+    try:
+        message = handle.parse_message(spec.fields)
+        reply = render.reply_from_value(resolve_handler(spec.handler)(message), message)
+        xml = render.render_reply(reply, message)
+    except Exception:
+        log.exception("background handler %s failed (rule=%s); nothing will be sent", spec.handler, spec.rule)
+        return None, None
+    try:
+        body = custom_message(str(spec.fields.get("FromUserName") or ""), reply)
+    except NotSendable as error:
+        log.warning("job %s: %s; it can be a passive reply only", spec.job_id, error)
+        body = None
+    return xml, encode(body).decode("utf-8") if body else None
+
+
+def perform_background_reply(data: dict[str, Any]) -> str:
+    """rq's entry point: the job's final state (passive, sent, failed, nothing, or unknown)."""
+    spec = JobSpec.from_json(data)
+    context = _context(os.getpid())
+    handoff = context.handoff
+    who = masked_openid(str(spec.fields.get("FromUserName") or ""))
+    state = handoff.state(spec.job_id)
+    if state in FINISHED:
+        log.info("job %s already finished (%s); nothing to do", spec.job_id, state)
+        return state
+    if state == SENDING:
+        log.warning(
+            "job %s: an earlier run stopped while sending to %s; it may or may not have been delivered; "
+            "not sending again (at most once)", spec.job_id, who,
+        )
+        return "unknown"
+    if state == READY:  # an earlier run stored the result and died while waiting for the web process
+        outcome = READY
+    else:
+        xml, body = compute(spec)
+        outcome = handoff.finish(spec.job_id, xml, body)
+    if outcome == READY:
+        handoff.wait_until_taken(spec.job_id, spec.deadline + DEADLINE_GRACE_SECONDS - time.time())
+        outcome = handoff.claim_send(spec.job_id)
+    if outcome != SENDING:
+        log.info("job %s rule=%s: %s", spec.job_id, spec.rule,
+                 "answered passively" if outcome == "passive" else outcome)
+        return outcome
+    result = context.sender.send(handoff.custom_body(spec.job_id).encode("utf-8"))
+    if result.sent:
+        handoff.mark(spec.job_id, "sent")
+        log.info("job %s rule=%s: sent to %s with custom/send", spec.job_id, spec.rule, who)
+        return "sent"
+    handoff.mark(spec.job_id, "failed", f"{result.errcode}: {result.detail}")
+    log.error("job %s rule=%s: custom/send to %s failed, not retrying: errcode %s, %s",
+              spec.job_id, spec.rule, who, result.errcode, result.detail)
+    return "failed"

@@ -1,0 +1,47 @@
+"""The worker process: an rq worker on the background-reply queue (`python -m slow_replies worker`)."""
+
+from __future__ import annotations
+
+import logging
+
+import redis
+from rq import Worker
+from rq.serializers import JSONSerializer
+
+from config import Settings
+from replies import RulesError, load_rules
+from slow_replies.jobs import QUEUE_NAME, make_queue
+
+log = logging.getLogger("slow_replies")
+
+# How often the worker looks for jobs whose worker died (rq re-runs them after their heartbeat expires,
+# about 90 s); rq's default is 10 minutes.
+MAINTENANCE_INTERVAL_SECONDS = 60
+
+
+def preload_handlers(settings: Settings) -> int:
+    """Import the replies file's handlers once, so that each job's forked process starts with them loaded."""
+    try:
+        rules = load_rules(settings.replies_file)
+    except RulesError as error:
+        log.warning("replies file not loaded (%s); handlers will be imported per job", error)
+        return 0
+    replies = [rule.reply for rule in rules.keywords] + [rules.default]
+    replies += [*rules.messages.values(), *rules.events.values(), *rules.menu.values(), *rules.scenes.values()]
+    return sum(1 for reply in replies if reply is not None and reply.background)
+
+
+def run_worker(settings: Settings, burst: bool = False) -> int:
+    """Work until SIGTERM (warm shutdown: the running job finishes first) or, with `burst`, an empty queue."""
+    client = redis.Redis.from_url(settings.redis_url, socket_connect_timeout=5)
+    background_rules = preload_handlers(settings)
+    log.info("slow_replies worker: queue %s, %d background rules in %s", QUEUE_NAME, background_rules,
+             settings.replies_file)
+    worker = Worker(
+        [make_queue(client)],
+        connection=client,
+        serializer=JSONSerializer,
+        maintenance_interval=MAINTENANCE_INTERVAL_SECONDS,
+    )
+    worker.work(burst=burst, logging_level=settings.log_level, with_scheduler=False)
+    return 0
