@@ -27,7 +27,7 @@ lint: $(STAMP)
 
 bench: $(STAMP)
 	$(BIN)/pip install --quiet -r requirements-bench.txt
-	$(BIN)/python bench/compare.py
+	$(BIN)/python bench/run.py $(BENCH_ARGS)
 
 check-replies: $(STAMP)
 	$(BIN)/python -m replies check $(or $(FILE),replies.yaml)
@@ -43,3 +43,13 @@ install-server:
 # The deployment tests alone: nginx + uWSGI + Redis + token_service, faults under load, units.
 test-deploy: $(STAMP)
 	$(BIN)/python -m pytest tests/deploy
+
+# Reliability (tests/reliability/, fuzz/, soak/): coverage-guided fuzzing for FUZZ_SECONDS (default 60),
+# and the soak through nginx + uWSGI for SOAK_SECONDS (default 180), which rewrites docs/reliability.md.
+.PHONY: fuzz soak
+fuzz: $(STAMP)
+	$(BIN)/pip install --quiet atheris==3.0.0
+	$(BIN)/python fuzz/fuzz_message.py -max_total_time=$(or $(FUZZ_SECONDS),60)
+
+soak: $(STAMP)
+	$(BIN)/python -m soak --duration $(or $(SOAK_SECONDS),180)
