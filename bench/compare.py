@@ -339,13 +339,13 @@ def measure_peers(bench: Bench, directory: Path, redis: RedisServer) -> list[Res
 
 
 def format_table(results: list[Result], werobot: float, ceiling: float) -> str:
-    widths = (44, 7, 7, 7, 6, 9, 9)
+    names = [result.name + (" (pool repeated!)" if result.pool_repeated else "") for result in results]
+    widths = (max(44, *map(len, names)), 7, 7, 7, 6, 9, 9)
     lines = [
         table_row(("case", "req/s", "p50 ms", "p99 ms", "errors", "× WeRoBot", "× ceiling"), widths),
         "|" + "|".join("-" * (width + 2) for width in widths) + "|",
     ]
-    for result in results:
-        name = result.name + (" (pool repeated!)" if result.pool_repeated else "")
+    for name, result in zip(names, results, strict=True):
         cells = (
             name, f"{result.requests_per_second:.0f}", f"{result.p50_ms:.2f}", f"{result.p99_ms:.2f}",
             str(result.errors), f"{result.requests_per_second / werobot:.2f}",

@@ -1,0 +1,67 @@
+"""Memory of one uWSGI worker of ours as messages go through nginx: VmRSS and VmHWM after a warm-up and
+after each quarter of the messages, every message distinct (each one claims new Redis keys)."""
+
+from __future__ import annotations
+
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+import compare
+
+from processes import RedisServer
+
+# Recycling (max-requests 20000, reload-on-rss) is off for this measurement only: with it on, the worker
+# would be replaced before 100,000 messages and a leak would never show.
+NO_RECYCLING = ("--max-requests", "0", "--max-requests-delta", "0", "--reload-on-rss", "0")
+
+
+@dataclass
+class MemorySample:
+    messages: int  # sent after the warm-up
+    rss_kb: int
+    high_water_kb: int
+
+
+@dataclass
+class WorkerMemory:
+    warm_up_messages: int
+    samples: list[MemorySample]
+    same_worker: bool
+    errors: int
+
+    @property
+    def growth_kb_per_10k(self) -> float:
+        first, last = self.samples[0], self.samples[-1]
+        return (last.rss_kb - first.rss_kb) / max(1, last.messages - first.messages) * 10_000
+
+
+def process_memory(pid: int) -> tuple[int, int]:
+    """(VmRSS, VmHWM) in kB from /proc."""
+    fields = {}
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        name, _, value = line.partition(":")
+        if name in ("VmRSS", "VmHWM"):
+            fields[name] = int(value.split()[0])
+    return fields["VmRSS"], fields["VmHWM"]
+
+
+def measure_worker_memory(
+    bench: compare.Bench, directory: Path, redis: RedisServer, messages: int = 100_000, warm_up: int = 5_000,
+    steps: int = 4,
+) -> WorkerMemory:
+    env = compare.app_env(redis, "INFO")
+    errors = 0
+    with compare.serving(directory, None, env, workers=1, extra_options=NO_RECYCLING) as served:
+        [worker] = served.uwsgi.worker_pids()
+        raw = compare.send_pool_once(served.url, bench.keyword_pool(warm_up), bench.connections)
+        errors += compare.to_result("warm-up", raw).errors
+        samples = [MemorySample(0, *process_memory(worker))]
+        step = messages // steps
+        for number in range(1, steps + 1):
+            raw = compare.send_pool_once(served.url, bench.keyword_pool(step), bench.connections)
+            errors += compare.to_result("step", raw).errors
+            samples.append(MemorySample(number * step, *process_memory(worker)))
+            print(f"  memory: {number * step} messages, VmRSS {samples[-1].rss_kb} kB", file=sys.stderr, flush=True)
+        same_worker = served.uwsgi.worker_pids() == [worker]
+    return WorkerMemory(warm_up, samples, same_worker, errors)

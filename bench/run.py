@@ -1,0 +1,330 @@
+"""The benchmark suite, one command (`make bench`): throughput against WeRoBot and the ceiling, how cost
+grows, in-process cost with a profile, token_service, and a worker's memory. Prints everything;
+`--write docs/benchmarks.md` also records it; `--quick` is a seconds-long smoke run (figures meaningless).
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import json
+import os
+import platform
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+BENCH = Path(__file__).resolve().parent
+sys.path.insert(0, str(BENCH))
+
+import compare  # noqa: E402
+import memory  # noqa: E402
+import rules_file  # noqa: E402
+import token_cycles  # noqa: E402
+import token_read  # noqa: E402
+
+from processes import RedisServer, find_program  # noqa: E402
+
+ROOT = compare.ROOT
+
+
+@dataclass(frozen=True)
+class Plan:
+    """How much of everything one run does."""
+
+    seconds: float
+    warm_up_seconds: float
+    rate_bound: int
+    many_rules: int
+    in_process_messages: int
+    profile_messages: int
+    token_reads: int
+    consumers: int
+    rotations: int
+    token_lifetime: float
+    token_overlap: float
+    memory_messages: int
+    memory_warm_up: int
+
+
+FULL = Plan(
+    seconds=8, warm_up_seconds=2, rate_bound=12_000, many_rules=10_000, in_process_messages=20_000,
+    profile_messages=5_000, token_reads=20_000, consumers=50, rotations=3, token_lifetime=6, token_overlap=3,
+    memory_messages=100_000, memory_warm_up=5_000,
+)
+QUICK = Plan(
+    seconds=1, warm_up_seconds=0, rate_bound=6_000, many_rules=1_000, in_process_messages=300,
+    profile_messages=200, token_reads=1_000, consumers=10, rotations=1, token_lifetime=3, token_overlap=1.5,
+    memory_messages=1_000, memory_warm_up=200,
+)
+
+FAIRNESS = """\
+## Fairness
+
+- Every app runs under the same nginx site (nginx/weixin.conf) and the same uWSGI config (uwsgi.xml, with
+  only its paths changed), one worker unless a row says otherwise, loaded by the same wrk script with
+  the same pool of distinct signed messages (a fresh nonce, timestamp signature and MsgId per request).
+- This project runs with everything on: signature check, timestamp window (300 s), replay check of the
+  signed query string, and Redis dedupe (one Lua round trip per message, Redis on a unix socket);
+  the keyword reply is the shipped 微博 news card. WeRoBot 1.13.1 (bench/werobot_app.py) answers the same
+  card and checks only the signature: no timestamp window, no replay check, no dedupe, no session.
+- Log level: our rows run at LOG_LEVEL=INFO, the production default (one line per request, written in
+  batches by logs.py to uWSGI's log); the keyword case is also shown at WARNING (no per-request line).
+  WeRoBot writes no per-request line. uWSGI's own request log is off for all (uwsgi.xml).
+- The bare WSGI function (bench/bare_app.py) reads the body and returns a fixed reply: the ceiling of
+  nginx + uWSGI + wrk on this machine, with no parsing and no checks.
+- The shipped uwsgi.xml recycles a worker after 20,000 ± 1,000 requests; the throughput rows keep that
+  (a respawn happens about once per case for every app alike). The memory measurement turns recycling
+  off, or a leak could not show.
+- wrk runs on the same machine and takes CPU from the server: ratios within one run are what to compare;
+  absolute figures drift between runs and machines.
+"""
+
+
+def command_version(argv: list[str]) -> str:
+    try:
+        completed = subprocess.run(argv, capture_output=True, text=True, timeout=10)
+    except (OSError, subprocess.TimeoutExpired):
+        return "?"
+    return (completed.stdout + completed.stderr).strip().splitlines()[0]
+
+
+def machine_description() -> str:
+    cpu = "?"
+    for line in Path("/proc/cpuinfo").read_text().splitlines():
+        if line.startswith("model name"):
+            cpu = line.split(":", 1)[1].strip()
+            break
+    load = ", ".join(f"{value:.2f}" for value in os.getloadavg())
+    return "\n".join([
+        f"- Machine: {os.cpu_count()} CPUs ({cpu}), Linux {platform.release()}, load average at start {load}",
+        f"- Python {platform.python_version()}; {command_version([find_program('nginx'), '-v'])}; "
+        f"uWSGI {command_version([find_program('uwsgi'), '--version'])}; "
+        f"{command_version([find_program('redis-server'), '--version']).split(' sha=')[0]}; "
+        f"{command_version([find_program('wrk'), '--version']).split(' Copyright')[0]}",
+    ])
+
+
+class Report:
+    """Markdown sections, printed as they are produced and kept for --write."""
+
+    def __init__(self) -> None:
+        self.sections: list[str] = []
+
+    def add(self, text: str) -> None:
+        self.sections.append(text.rstrip("\n"))
+        print(text.rstrip("\n") + "\n", flush=True)
+
+    def text(self) -> str:
+        return "\n\n".join(self.sections) + "\n"
+
+
+def verdict(met: bool) -> str:
+    return "met" if met else "**not met**"
+
+
+def throughput_section(results: list[compare.Result], plan: Plan, connections: int) -> tuple[str, float, float]:
+    named = compare.by_name(results)
+    werobot = named[compare.WEROBOT_ROW].requests_per_second
+    ceiling = named[compare.CEILING_ROW].requests_per_second
+    ours = named[compare.OURS_KEYWORD_ROW]
+    ours_warning = named[f"{compare.OURS_KEYWORD_ROW}, LOG_LEVEL=WARNING"]
+    safe = named[compare.OURS_SAFE_ROW]
+    worst_p99 = max(result.p99_ms for result in results if result.name.startswith("this project"))
+    lines = [
+        "## Throughput through nginx + uWSGI",
+        "",
+        f"Shipped nginx site and uwsgi.xml, 1 worker; wrk 2 threads, {connections} connections, "
+        f"{plan.seconds:g} s per case after a {plan.warm_up_seconds:g} s warm-up per server; every request a "
+        "distinct signed message. Our rows at LOG_LEVEL=INFO unless the row says otherwise.",
+        "",
+        compare.format_table(results, werobot, ceiling),
+        "",
+        "Targets (issue 8):",
+        f"- keyword ≥ 2.0 × WeRoBot: {ours.requests_per_second / werobot:.2f} at INFO "
+        f"({verdict(ours.requests_per_second >= 2 * werobot)}), "
+        f"{ours_warning.requests_per_second / werobot:.2f} at WARNING "
+        f"({verdict(ours_warning.requests_per_second >= 2 * werobot)})",
+        f"- safe mode ≥ 0.7 × our plaintext: {safe.requests_per_second / ours.requests_per_second:.2f} "
+        f"({verdict(safe.requests_per_second >= 0.7 * ours.requests_per_second)})",
+        f"- p99 ≤ 5 ms at {connections} connections: worst of our rows {worst_p99:.2f} ms "
+        f"({verdict(worst_p99 <= 5)})",
+    ]
+    return "\n".join(lines), werobot, ceiling
+
+
+def growth_section(results: list[compare.Result], plan: Plan, werobot: float, ceiling: float) -> str:
+    few, many, two_workers = results
+    rules_ratio = many.requests_per_second / few.requests_per_second
+    workers_ratio = two_workers.requests_per_second / few.requests_per_second
+    return "\n".join([
+        "## How cost grows",
+        "",
+        "The keyword case (plaintext, INFO) with a generated replies file (bench/rules_file.py): mostly exact "
+        "keywords (some with several spellings, text and news replies), 0.3 % contains/regex rules after them; "
+        "the 微博 rule sits halfway down the exact ones, so its hit comes from the exact-keyword dict.",
+        "",
+        compare.format_table(results, werobot, ceiling),
+        "",
+        f"- {plan.many_rules:,} rules / 10 rules: {rules_ratio:.2f} (target ≥ 0.9: {verdict(rules_ratio >= 0.9)})",
+        f"- 2 workers / 1 worker (10 rules): {workers_ratio:.2f} on {os.cpu_count()} CPUs shared with nginx, "
+        "Redis and wrk",
+    ])
+
+
+def measure_growth(bench: compare.Bench, directory: Path, redis: RedisServer, plan: Plan) -> list[compare.Result]:
+    few = rules_file.write_replies_file(directory / "rules-10.yaml", 10)
+    many = rules_file.write_replies_file(directory / f"rules-{plan.many_rules}.yaml", plan.many_rules)
+    return [
+        compare.measure_keyword_only(bench, directory / "rules-few", "keyword, 10 rules", None,
+                                     compare.app_env(redis, replies_file=few)),
+        compare.measure_keyword_only(bench, directory / "rules-many", f"keyword, {plan.many_rules:,} rules", None,
+                                     compare.app_env(redis, replies_file=many)),
+        compare.measure_keyword_only(bench, directory / "two-workers", "keyword, 10 rules, 2 workers", None,
+                                     compare.app_env(redis, replies_file=few), workers=2),
+    ]
+
+
+def in_process_section(directory: Path, redis: RedisServer, plan: Plan) -> str:
+    env = {**os.environ, **compare.app_env(redis, "INFO")}
+    log_path = directory / "in-process.log"
+    with open(log_path, "wb") as log:
+        completed = subprocess.run(
+            [sys.executable, str(BENCH / "in_process.py"), "--messages", str(plan.in_process_messages),
+             "--profile-messages", str(plan.profile_messages)],
+            env=env, stdout=subprocess.PIPE, stderr=log, text=True, timeout=600, cwd=ROOT,
+        )
+    if completed.returncode != 0:
+        raise RuntimeError("bench/in_process.py failed:\n" + log_path.read_text(errors="replace")[-3000:])
+    data = json.loads(completed.stdout)
+    widths = (44, 10, 8, 9)
+    rows = [
+        compare.table_row(("case", "median µs", "mean µs", "× WeRoBot"), widths),
+        "|" + "|".join("-" * (width + 2) for width in widths) + "|",
+    ]
+    werobot = next(row["mean_us"] for row in data["rows"] if row["case"].startswith("WeRoBot"))
+    for row in data["rows"]:
+        rows.append(compare.table_row(
+            (row["case"], f"{row['median_us']:.1f}", f"{row['mean_us']:.1f}", f"{werobot / row['mean_us']:.2f}"),
+            widths,
+        ))
+    return "\n".join([
+        "## In-process cost per message",
+        "",
+        f"The WSGI callables called directly, {data['messages']:,} distinct signed messages per case, Redis on a "
+        "unix socket, the request log to a file (bench/in_process.py). No nginx, no uWSGI: what a message costs "
+        "in Python. × WeRoBot is WeRoBot's mean over the row's (higher is faster).",
+        "",
+        *rows,
+        "",
+        f"Profile of our keyword case at {data['level']} ({data['profile_messages']:,} messages, cProfile; "
+        "cProfile's own overhead inflates the many small calls), top entries by cumulative time:",
+        "",
+        "```",
+        data["profile"]["cumulative"],
+        "```",
+        "",
+        "By own time:",
+        "",
+        "```",
+        data["profile"]["tottime"],
+        "```",
+    ])
+
+
+def token_section(directory: Path, redis: RedisServer, plan: Plan) -> str:
+    median, p99 = token_read.read_latency(plan.token_reads)
+    cycles = token_cycles.measure_token_cycles(
+        directory / "tokens", redis, consumers=plan.consumers, rotations=plan.rotations,
+        lifetime=plan.token_lifetime, overlap=plan.token_overlap,
+    )
+    return "\n".join([
+        "## token_service",
+        "",
+        f"- Consumer read, get_access_token() from Redis on a unix socket, {plan.token_reads:,} reads: "
+        f"median {median:.1f} µs, p99 {p99:.1f} µs (bench/token_read.py)",
+        f"- {cycles.consumers} consumer threads (get_access_token() then getcallbackip with it, in a loop) and "
+        f"{cycles.daemons} `python -m token_service run` daemons against the sandbox platform (token lifetime "
+        f"{plan.token_lifetime:g} s, overlap {plan.token_overlap:g} s), {cycles.seconds:.1f} s: "
+        f"{cycles.tokens_seen} tokens seen in Redis (the first and {cycles.tokens_seen - 1} rotations), "
+        f"**{cycles.stable_token_calls} upstream stable_token calls = {cycles.calls_per_cycle:.2f} per cycle**; "
+        f"{cycles.api_calls:,} consumer API calls, **{cycles.api_errors} errors** "
+        f"(errcodes {cycles.errcodes}), {cycles.unavailable_after_first_token} token reads found nothing after "
+        "the first token",
+    ])
+
+
+def memory_section(bench: compare.Bench, directory: Path, redis: RedisServer, plan: Plan) -> str:
+    result = memory.measure_worker_memory(
+        bench, directory / "memory", redis, messages=plan.memory_messages, warm_up=plan.memory_warm_up
+    )
+    widths = (26, 10, 10)
+    rows = [
+        compare.table_row(("messages after warm-up", "VmRSS MB", "VmHWM MB"), widths),
+        "|" + "|".join("-" * (width + 2) for width in widths) + "|",
+    ]
+    for sample in result.samples:
+        rows.append(compare.table_row(
+            (f"{sample.messages:,}", f"{sample.rss_kb / 1024:.1f}", f"{sample.high_water_kb / 1024:.1f}"), widths
+        ))
+    growth = result.growth_kb_per_10k
+    flat = abs(growth) <= 50  # 5 bytes a message: page-granular noise, not a leak
+    return "\n".join([
+        "## Worker memory",
+        "",
+        f"One uWSGI worker of ours (keyword case, INFO, recycling off) through nginx: a {result.warm_up_messages:,}"
+        f"-message warm-up, then {plan.memory_messages:,} distinct messages; VmRSS and VmHWM from /proc.",
+        "",
+        *rows,
+        "",
+        f"- Growth after warm-up: {growth:+.1f} kB per 10,000 messages "
+        f"(flat, target: {verdict(flat)}; flat means within ±50 kB per 10,000); "
+        f"same worker throughout: {result.same_worker}; wrk errors: {result.errors}",
+    ])
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--quick", action="store_true", help="a seconds-long smoke run; the figures mean nothing")
+    parser.add_argument("--write", type=Path, help="also write the report (markdown) to this file")
+    parser.add_argument("--connections", type=int, default=8)
+    args = parser.parse_args(argv)
+    plan = QUICK if args.quick else FULL
+    started = time.monotonic()
+    report = Report()
+    command = " ".join(["bench/run.py", *(argv if argv is not None else sys.argv[1:])])
+    report.add("\n".join([
+        "# Benchmarks",
+        "",
+        f"Recorded {datetime.date.today().isoformat()} with `make bench` (`.venv/bin/python {command}`)"
+        + (" — QUICK MODE, figures meaningless" if args.quick else "") + ".",
+        "",
+        machine_description(),
+    ]))
+    bench = compare.Bench(plan.seconds, args.connections, plan.warm_up_seconds, plan.rate_bound)
+    with tempfile.TemporaryDirectory(prefix="bench-") as temp:
+        directory = Path(temp)
+        redis = RedisServer(directory / "redis").start()
+        try:
+            results = compare.measure_peers(bench, directory, redis)
+            text, werobot, ceiling = throughput_section(results, plan, args.connections)
+            report.add(text)
+            report.add(growth_section(measure_growth(bench, directory, redis, plan), plan, werobot, ceiling))
+            report.add(in_process_section(directory, redis, plan))
+            report.add(token_section(directory, redis, plan))
+            report.add(memory_section(bench, directory, redis, plan))
+        finally:
+            redis.stop()
+    report.add(FAIRNESS)
+    report.add(f"The whole run took {time.monotonic() - started:.0f} s.")
+    if args.write:
+        args.write.write_text(report.text(), encoding="utf-8")
+        print(f"written to {args.write}", file=sys.stderr)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
