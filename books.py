@@ -32,7 +32,7 @@ NOT_FOUND_MARKER = b"-"
 
 # Digits with optional spaces/hyphens, and the `ISBN` label some people type in front of them.
 _ISBN_LABEL = re.compile(r"^\s*isbn(?:-1[03])?\s*[:：]?\s*", re.IGNORECASE)
-_YEAR = re.compile(r"\b(1[4-9]\d\d|2\d\d\d)\b")
+_YEAR = re.compile(r"(?<!\d)(1[4-9]\d\d|2\d\d\d)(?!\d)")  # "2016年11月", "October 1, 1988"
 
 
 @dataclass(frozen=True)

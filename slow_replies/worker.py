@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib
 import logging
 
 import redis
@@ -19,8 +20,11 @@ log = logging.getLogger("slow_replies")
 MAINTENANCE_INTERVAL_SECONDS = 60
 
 
-def preload_handlers(settings: Settings) -> int:
-    """Import the replies file's handlers once, so that each job's forked process starts with them loaded."""
+def preload(settings: Settings) -> int:
+    """Import the job's code and the replies file's handlers once, so that each job's forked process starts
+    with them loaded (importing them per job costs about 0.2 s). Returns the number of background rules."""
+    importlib.import_module("slow_replies.perform")
+    importlib.import_module("handle")
     try:
         rules = load_rules(settings.replies_file)
     except RulesError as error:
@@ -34,7 +38,7 @@ def preload_handlers(settings: Settings) -> int:
 def run_worker(settings: Settings, burst: bool = False) -> int:
     """Work until SIGTERM (warm shutdown: the running job finishes first) or, with `burst`, an empty queue."""
     client = redis.Redis.from_url(settings.redis_url, socket_connect_timeout=5)
-    background_rules = preload_handlers(settings)
+    background_rules = preload(settings)
     log.info("slow_replies worker: queue %s, %d background rules in %s", QUEUE_NAME, background_rules,
              settings.replies_file)
     worker = Worker(

@@ -1,0 +1,149 @@
+"""The whole background-reply path as real processes: the app under uWSGI, the rq worker, token_service, the
+sandbox as WeChat's API, a local book source, and the session's Redis."""
+
+from __future__ import annotations
+
+import os
+import signal
+import sys
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+from processes import PROJECT_ROOT, AppServer, ManagedProcess, RedisServer, TokenServiceProcess
+from sandbox.platform import DEFAULT_SECRET, FakeWeChat
+from sandbox.server import SandboxServer
+from tests.conftest import TEST_AES_KEY, TEST_APPID, TEST_TOKEN
+from tests.slow_replies.book_source import BookSource
+from tests.wechat_requests import fixture, post, with_fresh_ids
+
+DEADLINE = 1.0  # REPLY_DEADLINE for these tests; a "slow" source answers a little after it
+SLOW = 1.6
+
+
+def wait_until(predicate: Callable[[], object], timeout: float, interval: float = 0.05) -> object:
+    deadline = time.monotonic() + timeout
+    while True:
+        value = predicate()
+        if value or time.monotonic() > deadline:
+            return value
+        time.sleep(interval)
+
+
+@pytest.fixture(scope="module")
+def book_source() -> Iterator[BookSource]:
+    source = BookSource().start()
+    yield source
+    source.stop()
+
+
+@pytest.fixture(scope="module")
+def wechat() -> Iterator[SandboxServer]:
+    """The sandbox as api.weixin.qq.com; forced token refreshes are not spaced, so 40001 can refresh at once."""
+    server = SandboxServer(FakeWeChat(appid=TEST_APPID, stable_force_spacing=0)).start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture(scope="module")
+def token_daemon(tmp_path_factory: pytest.TempPathFactory, redis_server: RedisServer,
+                 wechat: SandboxServer) -> Iterator[TokenServiceProcess]:
+    env = {
+        "WECHAT_APPID": TEST_APPID,
+        "WECHAT_APPSECRET": DEFAULT_SECRET,
+        "REDIS_URL": redis_server.url,
+        "WECHAT_API_BASE": wechat.url,
+        "TOKEN_FORCE_SPACING_SECONDS": "0",
+        "TOKEN_JSAPI_TICKET": "0",
+        "DOTENV_FILE": "/dev/null",
+    }
+    daemon = TokenServiceProcess(tmp_path_factory.mktemp("token"), env).start()
+    daemon.wait_for_token()
+    yield daemon
+    daemon.stop()
+
+
+@dataclass
+class Worker:
+    """`python -m slow_replies worker` as a real process, restartable."""
+
+    directory: Path
+    env: dict[str, str]
+    process: ManagedProcess | None = None
+    starts: int = 0
+
+    def start(self) -> Worker:
+        self.starts += 1
+        argv = [sys.executable, "-m", "slow_replies", "worker"]
+        log_path = self.directory / f"worker-{self.starts}.log"
+        self.process = ManagedProcess("worker", argv, log_path, env=self.env, cwd=PROJECT_ROOT).start()
+        assert wait_until(lambda: "Listening on" in self.process.log_text() or not self.process.alive(), 20), \
+            self.log_text()
+        assert self.process.alive(), self.log_text()
+        return self
+
+    def stop_gracefully(self) -> None:
+        """SIGTERM to the worker alone (as systemd's KillMode=mixed does): rq finishes the running job first."""
+        assert self.process is not None
+        self.process.send_signal(signal.SIGTERM)
+
+    def wait_exit(self, timeout: float = 20) -> None:
+        assert self.process is not None and self.process.process is not None
+        self.process.process.wait(timeout)
+
+    def stop(self) -> None:
+        if self.process:
+            self.process.stop()
+
+    def log_text(self) -> str:
+        return "\n".join(path.read_text(errors="replace") for path in sorted(self.directory.glob("worker-*.log")))
+
+
+@pytest.fixture(scope="module")
+def worker(tmp_path_factory: pytest.TempPathFactory, redis_server: RedisServer, wechat: SandboxServer,
+           book_source: BookSource, token_daemon: TokenServiceProcess) -> Iterator[Worker]:
+    env = {key: value for key, value in os.environ.items() if not key.startswith(("WECHAT_", "TOKEN_", "BOOKS_"))}
+    env.update({
+        "WECHAT_APPID": TEST_APPID,
+        "REDIS_URL": redis_server.url,
+        "WECHAT_API_BASE": wechat.url,
+        "BOOKS_API_BASE": book_source.url,
+        "DOTENV_FILE": "/dev/null",
+        "LOG_LEVEL": "INFO",
+    })
+    process = Worker(tmp_path_factory.mktemp("worker"), env).start()
+    yield process
+    process.stop()
+
+
+@pytest.fixture(scope="module")
+def app(start_app, wechat: SandboxServer, book_source: BookSource, worker: Worker) -> AppServer:
+    """The message server with the shipped replies.yaml (its ISBN rule is `background: true`)."""
+    return start_app(WECHAT_API_BASE=wechat.url, BOOKS_API_BASE=book_source.url, REPLY_DEADLINE=str(DEADLINE))
+
+
+_openids = iter(range(10**6))
+
+
+def new_follower(wechat: SandboxServer, interacted: bool = True) -> str:
+    """A follower of our own (so that one test's messages and quotas never meet another's)."""
+    openid = f"oBookReader{os.getpid():06d}{next(_openids):011d}"
+    if interacted:
+        wechat.platform.follower_interacted(openid)  # WeChat opens the 48-hour window when they write
+    return openid
+
+
+def text_message(openid: str, content: str) -> bytes:
+    xml = fixture("messages/text.xml").replace("微博".encode(), content.encode())
+    return with_fresh_ids(xml.replace(b"oFollower0000000000000000001", openid.encode()))
+
+
+def send(app: AppServer, xml: bytes, mode: str = "plain", timeout: float = 10):
+    return post(app.url + "/weixin", xml, TEST_TOKEN, mode, TEST_AES_KEY, TEST_APPID, timeout=timeout)
+
+
+def delivered_to(wechat: SandboxServer, openid: str) -> list[dict]:
+    return [body for body in wechat.platform.delivered() if body.get("touser") == openid]
