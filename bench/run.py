@@ -156,7 +156,18 @@ def throughput_section(results: list[compare.Result], plan: Plan, connections: i
     return "\n".join(lines), werobot, ceiling
 
 
-def growth_section(results: list[compare.Result], plan: Plan, werobot: float, ceiling: float) -> str:
+def load_seconds(path: Path) -> float:
+    """How long the app takes to load a replies file (at start-up, and on a reload after an edit)."""
+    from replies import load_rules
+
+    started = time.perf_counter()
+    load_rules(path)
+    return time.perf_counter() - started
+
+
+def growth_section(
+    results: list[compare.Result], plan: Plan, werobot: float, ceiling: float, many_rules_load: float
+) -> str:
     few, many, two_workers = results
     rules_ratio = many.requests_per_second / few.requests_per_second
     workers_ratio = two_workers.requests_per_second / few.requests_per_second
@@ -170,15 +181,19 @@ def growth_section(results: list[compare.Result], plan: Plan, werobot: float, ce
         compare.format_table(results, werobot, ceiling),
         "",
         f"- {plan.many_rules:,} rules / 10 rules: {rules_ratio:.2f} (target ≥ 0.9: {verdict(rules_ratio >= 0.9)})",
+        f"- Loading the {plan.many_rules:,}-rule file (replies.load_rules, {many_rules_load:.2f} s): paid at "
+        "start-up, and again by the request that notices an edit (ReplyBook reloads in the request path)",
         f"- 2 workers / 1 worker (10 rules): {workers_ratio:.2f} on {os.cpu_count()} CPUs shared with nginx, "
         "Redis and wrk",
     ])
 
 
-def measure_growth(bench: compare.Bench, directory: Path, redis: RedisServer, plan: Plan) -> list[compare.Result]:
+def measure_growth(
+    bench: compare.Bench, directory: Path, redis: RedisServer, plan: Plan
+) -> tuple[list[compare.Result], float]:
     few = rules_file.write_replies_file(directory / "rules-10.yaml", 10)
     many = rules_file.write_replies_file(directory / f"rules-{plan.many_rules}.yaml", plan.many_rules)
-    return [
+    results = [
         compare.measure_keyword_only(bench, directory / "rules-few", "keyword, 10 rules", None,
                                      compare.app_env(redis, replies_file=few)),
         compare.measure_keyword_only(bench, directory / "rules-many", f"keyword, {plan.many_rules:,} rules", None,
@@ -186,6 +201,7 @@ def measure_growth(bench: compare.Bench, directory: Path, redis: RedisServer, pl
         compare.measure_keyword_only(bench, directory / "two-workers", "keyword, 10 rules, 2 workers", None,
                                      compare.app_env(redis, replies_file=few), workers=2),
     ]
+    return results, load_seconds(many)
 
 
 def in_process_section(directory: Path, redis: RedisServer, plan: Plan) -> str:
@@ -312,7 +328,8 @@ def main(argv: list[str] | None = None) -> int:
             results = compare.measure_peers(bench, directory, redis)
             text, werobot, ceiling = throughput_section(results, plan, args.connections)
             report.add(text)
-            report.add(growth_section(measure_growth(bench, directory, redis, plan), plan, werobot, ceiling))
+            growth, many_rules_load = measure_growth(bench, directory, redis, plan)
+            report.add(growth_section(growth, plan, werobot, ceiling, many_rules_load))
             report.add(in_process_section(directory, redis, plan))
             report.add(token_section(directory, redis, plan))
             report.add(memory_section(bench, directory, redis, plan))
