@@ -73,7 +73,7 @@ def parse_isbn(text: str) -> IsbnCheck:
     """Check an ISBN-10 or ISBN-13 written with or without hyphens/spaces (and an optional `ISBN` label)."""
     written = _ISBN_LABEL.sub("", text).strip()
     compact = isbn.compact(written)
-    if not re.fullmatch(r"\d{9}[\dX]|\d{13}", compact):
+    if not re.fullmatch(r"\d{9}[\dX]|97[89]\d{10}", compact):
         return IsbnCheck(written, problem="format")
     try:
         isbn.validate(compact)

@@ -22,6 +22,11 @@ from slow_replies.jobs import JobSpec, enqueue, job_id_for, make_queue
 
 log = logging.getLogger("weixin")
 
+# Redis ends a blocking wait on its own clock tick (hz 10: up to 0.1 s late), so the last stretch before
+# the deadline is polled instead.
+REDIS_TIMER_SLACK_SECONDS = 0.1
+POLL_SECONDS = 0.01
+
 
 @dataclass
 class _Connections:
@@ -67,10 +72,12 @@ def answer_or_defer(reply: Reply, message: Any, message_key: str, settings: Sett
             # two steps; rq refuses a second job with the same id.
             enqueue(connections.queue, spec)
         while taken is None or taken.state == WAITING:
-            woke = handoff.wait_for_result(job_id, deadline - time.perf_counter())
-            taken = handoff.take(job_id, final=not woke)
-            if not woke:
-                break
+            remaining = deadline - time.perf_counter()
+            if remaining > REDIS_TIMER_SLACK_SECONDS:
+                handoff.wait_for_result(job_id, remaining - REDIS_TIMER_SLACK_SECONDS)
+            elif remaining > 0:
+                time.sleep(min(remaining, POLL_SECONDS))
+            taken = handoff.take(job_id, final=time.perf_counter() >= deadline)
     except (redis.RedisError, OSError) as error:
         log.error("background reply for rule %s could not be queued (%s); answering success",
                   record.rule, type(error).__name__)

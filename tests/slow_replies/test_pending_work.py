@@ -1,0 +1,99 @@
+"""Work that is still pending when WeChat retries, when the app restarts, and when the worker restarts too:
+the card reaches the follower exactly once."""
+
+from __future__ import annotations
+
+import re
+import time
+from concurrent.futures import ThreadPoolExecutor
+
+import requests
+import wechatpy
+
+from dedupe import message_key
+from processes import AppServer
+from sandbox.server import SandboxServer
+from slow_replies.jobs import job_id_for
+from tests.conftest import TEST_APPID
+from tests.slow_replies.book_source import BookSource, new_isbn13
+from tests.slow_replies.conftest import DEADLINE, Worker, delivered_to, new_follower, send, text_message, wait_until
+
+
+def send_and_survive(app: AppServer, xml: bytes) -> requests.Response | None:
+    """A delivery whose server may die under it (WeChat then simply retries)."""
+    try:
+        return send(app, xml)
+    except requests.ConnectionError:
+        return None
+
+
+def job_id(xml: bytes) -> str:
+    return job_id_for(message_key(TEST_APPID, wechatpy.parse_message(xml.decode())))
+
+
+def titles_delivered(wechat: SandboxServer, openid: str) -> list[str]:
+    return [body["news"]["articles"][0]["title"] for body in delivered_to(wechat, openid)]
+
+
+def test_a_wechat_retry_while_the_work_is_pending_does_not_start_it_again(
+    app: AppServer, wechat: SandboxServer, book_source: BookSource, worker: Worker
+) -> None:
+    openid, number = new_follower(wechat), new_isbn13()
+    book_source.slow(number, 2.0)
+    xml = text_message(openid, number)
+    with ThreadPoolExecutor(2) as pool:
+        first = pool.submit(send, app, xml)
+        time.sleep(0.2)
+        retry_while_waiting = pool.submit(send, app, xml)  # the same message, signed anew: WeChat's retry
+        responses = [first.result(), retry_while_waiting.result()]
+    assert book_source.requests_for(number) == 1 and not delivered_to(wechat, openid)  # still pending
+    responses.append(send(app, xml))
+    assert [response.text for response in responses] == ["success"] * 3
+    assert wait_until(lambda: delivered_to(wechat, openid), timeout=15)
+    time.sleep(DEADLINE)
+    assert len(delivered_to(wechat, openid)) == 1
+    assert book_source.requests_for(number) == 1
+    assert worker.log_text().count(f"Job OK ({job_id(xml)})") == 1  # one job ran
+
+
+def test_the_app_restarted_while_work_is_pending_still_delivers_the_card_exactly_once(
+    app: AppServer, wechat: SandboxServer, book_source: BookSource
+) -> None:
+    openid, number = new_follower(wechat), new_isbn13()
+    book_source.slow(number, 2.0)
+    xml = text_message(openid, number)
+    with ThreadPoolExecutor(1) as pool:
+        first = pool.submit(send_and_survive, app, xml)
+        assert wait_until(lambda: book_source.requests_for(number) == 1, timeout=5)
+        app.stop()  # the web process dies while it waits for the result
+        assert first.result() is None
+    app.start()
+    assert send(app, xml).text == "success"  # WeChat's retry reaches the new app
+    assert wait_until(lambda: delivered_to(wechat, openid), timeout=15)
+    time.sleep(DEADLINE)
+    assert titles_delivered(wechat, openid) == [f"测试之书 {number[-4:]}：第二版"]
+    assert book_source.requests_for(number) == 1
+
+
+def test_the_app_and_the_worker_restarted_while_work_is_pending_deliver_each_card_exactly_once(
+    app: AppServer, wechat: SandboxServer, book_source: BookSource, worker: Worker
+) -> None:
+    openid, running, queued = new_follower(wechat), new_isbn13(), new_isbn13()
+    book_source.slow(running, 2.0)
+    with ThreadPoolExecutor(1) as pool:
+        first = pool.submit(send_and_survive, app, text_message(openid, running))
+        assert wait_until(lambda: book_source.requests_for(running) == 1, timeout=5)
+        worker.stop_gracefully()  # systemctl restart: rq finishes the running job, then exits
+        app.stop()
+        first.result()
+    app.start()
+    # No worker takes jobs now: this one waits in Redis, and the app answers `success` at its deadline.
+    assert send(app, text_message(openid, queued)).text == "success"
+    worker.wait_exit()
+    assert titles_delivered(wechat, openid) == [f"测试之书 {running[-4:]}：第二版"]
+    assert book_source.requests_for(queued) == 0
+    worker.start()
+    assert wait_until(lambda: len(delivered_to(wechat, openid)) == 2, timeout=15)
+    time.sleep(DEADLINE)
+    assert titles_delivered(wechat, openid) == [f"测试之书 {running[-4:]}：第二版", f"测试之书 {queued[-4:]}：第二版"]
+    assert re.search(r"warm shut down requested", worker.log_text())
