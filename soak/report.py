@@ -30,7 +30,7 @@ def render(figures: Figures, machine_description: str, command: str) -> str:
     rows = [
         ("Duration", f"{figures.duration:.0f} s, {figures.clients} client threads, {figures.workers} uWSGI workers"),
         ("Pushes (every message and event type, plain/compatible/safe)", f"{figures.pushes:,}"),
-        ("HTTP requests through nginx", f"{figures.requests + figures.deliberate_resends:,}"),
+        ("HTTP requests through nginx", f"{figures.requests:,}"),
         ("Deliberate WeChat-style re-sends of answered pushes (same bytes)", f"{figures.deliberate_resends:,}"),
         ("Re-sends after no usable answer (as WeChat retries)", f"{figures.resends_after_no_answer:,}"),
         ("Faults injected", "; ".join(figures.faults) or "none"),
