@@ -48,7 +48,7 @@ test-deploy: $(STAMP)
 # and the soak through nginx + uWSGI for SOAK_SECONDS (default 180), which rewrites docs/reliability.md.
 .PHONY: fuzz soak
 fuzz: $(STAMP)
-	$(BIN)/pip install --quiet atheris==3.0.0
+	$(BIN)/pip install --quiet -r requirements-fuzz.txt
 	$(BIN)/python fuzz/fuzz_message.py -max_total_time=$(or $(FUZZ_SECONDS),60)
 
 soak: $(STAMP)

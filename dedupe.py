@@ -12,6 +12,8 @@ from __future__ import annotations
 import enum
 import hashlib
 import logging
+import os
+import socket
 import threading
 import time
 from dataclasses import dataclass
@@ -23,7 +25,7 @@ from redis.retry import Retry
 
 log = logging.getLogger("dedupe")
 
-PENDING = b"\x00pending"
+PENDING = b"\x00pending"  # followed by ":<host>:<pid>" of the process handling the message
 NOTHING = b"\x00nothing"  # the reply was "say nothing": retries answer `success` too
 REPLY_TTL_SECONDS = 300  # WeChat retries within ~20 s; five minutes covers every retry with margin
 REDIS_BACKOFF_SECONDS = 5.0  # after a Redis failure, don't pay a connection timeout on every request
@@ -50,6 +52,37 @@ end
 if redis.call('SET', KEYS[1], ARGV[1], 'NX', 'PX', ARGV[2]) then return 1 end
 return redis.call('GET', KEYS[1])
 """
+
+
+# KEYS[1] the message key; ARGV: the pending marker seen, the new one, lease (ms). 1 when taken over.
+TAKEOVER_SCRIPT = """
+if redis.call('GET', KEYS[1]) == ARGV[1] then
+  redis.call('SET', KEYS[1], ARGV[2], 'PX', ARGV[3])
+  return 1
+end
+return 0
+"""
+
+_HOST = socket.gethostname()
+
+
+def pending_marker() -> bytes:
+    """The claim of a message being handled: who handles it, so that a retry can tell if it died."""
+    return PENDING + f":{_HOST}:{os.getpid()}".encode()
+
+
+def handler_is_dead(marker: bytes) -> bool:
+    """True when the marker names a process on this host that no longer exists (other hosts: unknown)."""
+    try:
+        host, pid = marker[len(PENDING) + 1 :].decode().rsplit(":", 1)
+        if host != _HOST:
+            return False
+        os.kill(int(pid), 0)
+    except ProcessLookupError:
+        return True
+    except (ValueError, PermissionError, UnicodeDecodeError):
+        return False
+    return False
 
 
 @dataclass(frozen=True)
@@ -110,17 +143,29 @@ class ScriptRunner:
     def run(self, keys: list[str], args: list[Any]) -> Any:
         connection = self._connection()
         try:
+            return self._run_on(connection, keys, args)
+        except redis.ConnectionError:
+            # A connection left over from before a Redis restart fails on first use; unlike redis-py's
+            # pool, nothing checked it. The command never reached the new server: retry once on a new one.
+            connection.disconnect()
             try:
-                connection.send_command("EVALSHA", self.sha, len(keys), *keys, *args)
-                return connection.read_response()
-            except redis.exceptions.NoScriptError:  # a restarted Redis forgot it: load it once, try again
-                connection.send_command("SCRIPT", "LOAD", self.source)
-                connection.read_response()
-                connection.send_command("EVALSHA", self.sha, len(keys), *keys, *args)
-                return connection.read_response()
-        except (redis.ConnectionError, redis.TimeoutError, OSError):
+                return self._run_on(connection, keys, args)
+            except (redis.ConnectionError, redis.TimeoutError, OSError):
+                connection.disconnect()
+                raise
+        except (redis.TimeoutError, OSError):
             connection.disconnect()
             raise
+
+    def _run_on(self, connection: redis.connection.AbstractConnection, keys: list[str], args: list[Any]) -> Any:
+        try:
+            connection.send_command("EVALSHA", self.sha, len(keys), *keys, *args)
+            return connection.read_response()
+        except redis.exceptions.NoScriptError:  # a restarted Redis forgot it: load it once, try again
+            connection.send_command("SCRIPT", "LOAD", self.source)
+            connection.read_response()
+            connection.send_command("EVALSHA", self.sha, len(keys), *keys, *args)
+            return connection.read_response()
 
 
 def _encode(reply: str | None) -> bytes:
@@ -152,6 +197,7 @@ class RetryCache:
         self.poll_seconds = poll_seconds
         self._down_until = 0.0
         self._claim_script = ScriptRunner(client, CLAIM_SCRIPT)
+        self._takeover_script = ScriptRunner(client, TAKEOVER_SCRIPT)
 
     def _redis_failed(self, error: Exception) -> None:
         if time.monotonic() >= self._down_until:
@@ -165,7 +211,7 @@ class RetryCache:
     def claim(self, key: str, request: RequestFingerprint | None = None) -> Claim:
         """Claim `key` for handling (store() the reply after); with `request`, also refuse a signed query
         string replayed with another body. One round trip to Redis in the common case."""
-        return self._claim(key, request, PENDING, self.lease_ms)
+        return self._claim(key, request, pending_marker(), self.lease_ms)
 
     def claim_with_reply(self, key: str, reply: str | None, request: RequestFingerprint | None = None) -> Claim:
         """Claim `key` and store its finished reply at once: FIRST means `reply` is now the answer for
@@ -195,11 +241,19 @@ class RetryCache:
         while True:
             if value is None:
                 # The first delivery died before storing a reply and its lease ran out: take over.
-                if self.client.set(key, PENDING, nx=True, px=self.lease_ms):
+                if self.client.set(key, pending_marker(), nx=True, px=self.lease_ms):
                     return Claim(Outcome.FIRST, key)
                 value = self.client.get(key)
                 continue
-            if value != PENDING:
+            if value.startswith(PENDING) and handler_is_dead(value):
+                # The process handling it died (a killed or harakiri'd uWSGI worker on this host): WeChat's
+                # retry takes over at once rather than waiting out the lease and answering `success`.
+                if self._takeover_script.run([key], [value, pending_marker(), self.lease_ms]) == 1:
+                    log.warning("the process handling %s died; this retry handles the message", key)
+                    return Claim(Outcome.FIRST, key)
+                value = self.client.get(key)
+                continue
+            if not value.startswith(PENDING):
                 reply = None if value == NOTHING else value.decode("utf-8")
                 return Claim(Outcome.DONE, key, reply)
             if time.monotonic() >= deadline:

@@ -64,9 +64,9 @@ messages match a rule whose handler records each run in a file, which is how "ha
 {table}
 
 "During a fault" means a delivery of that message was sent while Redis was down or in the app's Redis
-back-off after it (the app answers without dedupe then, by design: `dedupe.py`; 5 s, or 10 s when a
-stale connection re-arms it, see `tests/reliability/test_dedupe_after_redis_restart.py`), or within the
-claim lease after a worker was killed. Worker memory is sampled every second after a warm-up.
+back-off after it (the app answers without dedupe then, by design: `dedupe.py`, 5 s), or within the
+claim lease after a worker was killed (the retry takes over a dead worker's claim, so its handler may
+have run twice). Worker memory is sampled every second after a warm-up.
 
 Problems seen (first 20):
 

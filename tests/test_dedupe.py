@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+import socket
 import threading
 import time
 
@@ -77,7 +79,7 @@ def test_a_retry_gives_up_waiting_when_the_first_is_still_running(redis_client: 
 def test_a_claim_whose_handler_died_expires_and_is_taken_over(redis_client: redis.Redis) -> None:
     cache = RetryCache(redis_client, lease_seconds=0.2, wait_seconds=1.0)
     assert cache.claim("k").outcome is Outcome.FIRST
-    assert redis_client.get("k") == PENDING
+    assert redis_client.get("k").startswith(PENDING)
     assert cache.claim("k").outcome is Outcome.FIRST  # the lease ran out while waiting
 
 
@@ -128,7 +130,7 @@ def test_claims_keep_working_after_redis_forgets_the_script(redis_client: redis.
     assert cache.claim("k1").outcome is Outcome.FIRST
     redis_client.script_flush()  # what a restarted Redis looks like to the claim script
     assert cache.claim("k2").outcome is Outcome.FIRST
-    assert redis_client.get("k2") == PENDING
+    assert redis_client.get("k2").startswith(PENDING)
 
 
 def test_claims_come_back_after_redis_restarts(redis_server) -> None:
@@ -138,3 +140,25 @@ def test_claims_come_back_after_redis_restarts(redis_server) -> None:
     assert cache.claim("during-backoff").outcome in (Outcome.UNAVAILABLE, Outcome.FIRST)
     cache._down_until = 0.0  # skip the 5 s back-off instead of sleeping through it
     assert cache.claim("after").outcome is Outcome.FIRST
+
+
+def test_a_retry_takes_over_at_once_when_the_handling_process_died(redis_client: redis.Redis) -> None:
+    import subprocess
+    import sys
+
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
+    dead_pid = int(dead.stdout)
+    redis_client.set("k", PENDING + f":{socket.gethostname()}:{dead_pid}".encode(), px=10_000)
+    cache = RetryCache(redis_client, wait_seconds=3.0)
+    started = time.monotonic()
+    assert cache.claim("k").outcome is Outcome.FIRST
+    assert time.monotonic() - started < 1  # did not wait for the lease or the retry's patience
+    assert redis_client.get("k") == PENDING + f":{socket.gethostname()}:{os.getpid()}".encode()
+
+
+def test_a_retry_waits_while_the_handling_process_is_alive_or_elsewhere(redis_client: redis.Redis) -> None:
+    cache = RetryCache(redis_client, wait_seconds=0.2)
+    redis_client.set("alive", PENDING + f":{socket.gethostname()}:{os.getpid()}".encode(), px=10_000)
+    assert cache.claim("alive").outcome is Outcome.IN_PROGRESS
+    redis_client.set("elsewhere", PENDING + b":another-host:1", px=10_000)
+    assert cache.claim("elsewhere").outcome is Outcome.IN_PROGRESS

@@ -96,18 +96,21 @@ def rule_runs(stack: Stack, contents: list[str]) -> Counter:
 def assert_wechat_saw_no_failure(stack: Stack, outcome: LoadOutcome, killed_workers: int = 0) -> None:
     """Every message answered validly (after WeChat's retries) with its rule's reply, the rule run once.
 
-    The one exception is the message a killed worker was running: it had claimed the message, so the
-    retry is answered `success` (valid, no reply) and the rule ran once or, killed before it started,
-    never. dedupe.py keeps a claim for its lease (10 s) whatever became of its owner; no uWSGI or nginx
-    setting can bring that reply back (see the report to the lead)."""
+    The one exception is the message a killed worker was running: WeChat's retry sees that the claim's
+    owner process is dead and handles the message itself (dedupe.handler_is_dead), so the follower still
+    gets the reply; if the worker died after its handler ran, that handler ran twice (at-least-once for
+    a message whose worker died, never a lost reply)."""
     print(outcome.summary())
     assert len(outcome.contents) > 50, outcome.summary()
     assert outcome.failures == [], outcome.summary() + "\n" + "\n".join(outcome.failures[:5])
-    assert outcome.wrong_replies == [], outcome.summary() + "\n" + "\n".join(outcome.wrong_replies[:5])
-    assert len(outcome.no_reply) <= killed_workers, outcome.summary()
-    answered = [content for content in outcome.contents if content not in set(outcome.no_reply)]
-    assert rule_runs(stack, answered) == Counter({1: len(answered)})
-    assert set(rule_runs(stack, outcome.no_reply)) <= {0, 1}
+    # The killed worker's message may show its handler's second run ("run 2"): that is the at-least-once case.
+    second_runs = [reply for reply in outcome.wrong_replies if reply.endswith(", run 2'")]
+    assert len(second_runs) <= killed_workers and len(outcome.wrong_replies) == len(second_runs), (
+        outcome.summary() + "\n" + "\n".join(outcome.wrong_replies[:5])
+    )
+    assert outcome.no_reply == [], outcome.summary()
+    runs = rule_runs(stack, outcome.contents)
+    assert set(runs) <= {1, 2} and runs[2] <= killed_workers, runs
 
 
 def wait_for_workers(stack: Stack, count: int, timeout: float = 15.0) -> list[int]:

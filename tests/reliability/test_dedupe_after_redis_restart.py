@@ -5,18 +5,10 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
-import pytest
-
 from dedupe import REDIS_BACKOFF_SECONDS, Outcome, RetryCache, fail_fast_client
 from processes import RedisServer
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="bug reported to the lead: ScriptRunner's dedicated connection is not checked before use; when "
-    "Redis went down during a store() (pool connection), the claim connection is left stale, the first claim "
-    "after the back-off fails on it and re-arms the back-off: dedupe stays off 5 s longer than needed",
-)
 def test_after_a_redis_restart_the_first_claim_after_the_back_off_uses_redis_again(tmp_path: Path) -> None:
     server = RedisServer(tmp_path / "redis").start()
     try:
