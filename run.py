@@ -93,7 +93,10 @@ def main() -> int:
                 stack.callback(sandbox.stop)
                 servers.append(sandbox)
                 env["WECHAT_API_BASE"] = sandbox.url
+                env.setdefault("WECHAT_OPEN_BASE", sandbox.url)  # its authorize page stands in for WeChat's
                 print(f"sandbox:       fake api.weixin.qq.com on {sandbox.url} (no real AppID/AppSecret set)")
+            if "PUBLIC_BASE_URL" not in configured(env):
+                env["PUBLIC_BASE_URL"] = f"http://127.0.0.1:{port}"  # where the web pages are reached locally
             tokens = TokenServiceProcess(run_directory / "token_service", env).start()
             stack.callback(tokens.stop)
             servers.append(tokens)
@@ -123,6 +126,7 @@ def main() -> int:
         url = f"{nginx.url}/weixin"
         print(f"\nWeChat endpoint (send messages here): {url}")
         print(f"Health:  curl {nginx.url}/health")
+        print(f"Web authorization (open in a browser): {env['PUBLIC_BASE_URL']}/oauth/login")
         if use_sandbox:
             print(f"Offline: the sandbox's AppID {DEFAULT_APPID}; Token and EncodingAESKey as below unless set.")
         print("Try it:")
