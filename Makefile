@@ -52,4 +52,4 @@ fuzz: $(STAMP)
 	$(BIN)/python fuzz/fuzz_message.py -max_total_time=$(or $(FUZZ_SECONDS),60)
 
 soak: $(STAMP)
-	$(BIN)/python -m soak --duration $(or $(SOAK_SECONDS),180)
+	$(BIN)/python -m soak --duration $(or $(SOAK_SECONDS),180) --readme README.md

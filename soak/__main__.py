@@ -8,7 +8,7 @@ import sys
 from pathlib import Path
 
 from processes import PROJECT_ROOT
-from soak.report import machine, render
+from soak.report import machine, readme_section, render, replace_readme_section
 from soak.run import Soak, SoakSettings
 
 
@@ -19,6 +19,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--workers", type=int, default=2, help="uWSGI workers (default 2)")
     parser.add_argument("--faults", default="redis-restart,worker-kill", help="comma-separated, in order")
     parser.add_argument("--output", type=Path, default=PROJECT_ROOT / "docs" / "reliability.md")
+    parser.add_argument("--readme", type=Path, help="also rewrite the table between the soak markers of this file")
     args = parser.parse_args(argv)
     faults = tuple(name for name in args.faults.split(",") if name)
     settings = SoakSettings(duration=args.duration, clients=args.clients, workers=args.workers, faults=faults)
@@ -27,6 +28,9 @@ def main(argv: list[str] | None = None) -> int:
     page = render(figures, machine(), command.strip())
     args.output.parent.mkdir(parents=True, exist_ok=True)
     args.output.write_text(page)
+    if args.readme is not None:
+        section = readme_section(figures, machine(), command.strip())
+        args.readme.write_text(replace_readme_section(args.readme.read_text(), section))
     print(page)
     failed = figures.final_failures or figures.check_errors or figures.duplicated_outside_faults
     return 1 if failed or figures.lost_outside_faults else 0

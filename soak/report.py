@@ -26,7 +26,27 @@ def machine() -> str:
     )
 
 
-def render(figures: Figures, machine_description: str, command: str) -> str:
+README_START = "<!-- soak:start -->"
+README_END = "<!-- soak:end -->"
+
+
+def readme_section(figures: Figures, machine_description: str, command: str) -> str:
+    """The figures as the table between the README's soak markers."""
+    return (
+        f"{README_START}\n`{command}` on {figures.started_at}, {machine_description}:\n\n"
+        f"| Figure | Value |\n|---|---|\n{_table(figures)}\n{README_END}"
+    )
+
+
+def replace_readme_section(readme: str, section: str) -> str:
+    """`readme` with the text between the soak markers replaced (unchanged when the markers are missing)."""
+    start, end = readme.find(README_START), readme.find(README_END)
+    if start < 0 or end < start:
+        return readme
+    return readme[:start] + section + readme[end + len(README_END) :]
+
+
+def _table(figures: Figures) -> str:
     rows = [
         ("Duration", f"{figures.duration:.0f} s, {figures.clients} client threads, {figures.workers} uWSGI workers"),
         ("Pushes (every message and event type, plain/compatible/safe)", f"{figures.pushes:,}"),
@@ -44,7 +64,11 @@ def render(figures: Figures, machine_description: str, command: str) -> str:
         ("Worker RSS (largest worker): start → end, max",
          f"{figures.rss_start_mb:.1f} MB → {figures.rss_end_mb:.1f} MB, max {figures.rss_max_mb:.1f} MB"),
     ]
-    table = "\n".join(f"| {name} | {value} |" for name, value in rows)
+    return "\n".join(f"| {name} | {value} |" for name, value in rows)
+
+
+def render(figures: Figures, machine_description: str, command: str) -> str:
+    table = _table(figures)
     problems = "\n".join(f"- {problem}" for problem in figures.problems[:20]) or "- none"
     return f"""# Reliability: soak figures
 
