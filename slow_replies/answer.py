@@ -13,7 +13,7 @@ from typing import Any
 import redis
 from redis.backoff import NoBackoff
 from redis.retry import Retry
-from rq import Queue
+from rq import Queue, Worker
 
 from config import Settings
 from replies import Reply, handler_path
@@ -26,6 +26,8 @@ log = logging.getLogger("weixin")
 # the deadline is polled instead.
 REDIS_TIMER_SLACK_SECONDS = 0.1
 POLL_SECONDS = 0.01
+WORKER_CHECK_INTERVAL = 60.0
+_next_worker_check = 0.0
 
 
 @dataclass
@@ -54,6 +56,17 @@ def _reply_type(xml: str | None) -> str:
     return found.group(1) if found else "none"
 
 
+def _warn_if_no_worker(queue: Queue) -> None:
+    """Jobs wait safely in Redis without a worker, but nobody gets an answer: say so (looked at once a minute)."""
+    global _next_worker_check
+    if time.monotonic() < _next_worker_check:
+        return
+    _next_worker_check = time.monotonic() + WORKER_CHECK_INTERVAL
+    if Worker.count(queue=queue) == 0:
+        log.warning("no slow_replies worker is running: background replies wait in Redis until one starts "
+                    "(python -m slow_replies worker, or systemctl start weixin-worker)")
+
+
 def answer_or_defer(reply: Reply, message: Any, message_key: str, settings: Settings, deadline: float,
                     record: Any) -> str | None:
     """The passive reply XML if the worker's result is ready before `deadline` (a time.perf_counter() value),
@@ -71,6 +84,7 @@ def answer_or_defer(reply: Reply, message: Any, message_key: str, settings: Sett
             # A retry finding the job still waiting queues it too, in case the first delivery died between the
             # two steps; rq refuses a second job with the same id.
             enqueue(connections.queue, spec)
+            _warn_if_no_worker(connections.queue)
         while taken is None or taken.state == WAITING:
             remaining = deadline - time.perf_counter()
             if remaining > REDIS_TIMER_SLACK_SECONDS:
@@ -79,7 +93,7 @@ def answer_or_defer(reply: Reply, message: Any, message_key: str, settings: Sett
                 time.sleep(min(remaining, POLL_SECONDS))
             taken = handoff.take(job_id, final=time.perf_counter() >= deadline)
     except (redis.RedisError, OSError) as error:
-        log.error("background reply for rule %s could not be queued (%s); answering success",
+        log.error("background reply for rule %s: Redis failed (%s); answering success",
                   record.rule, type(error).__name__)
         record.reply = "error"
         return None

@@ -17,7 +17,7 @@ import render
 from config import Settings, load_settings
 from slow_replies.custom_message import NotSendable, custom_message, encode
 from slow_replies.delivery import CustomMessageSender
-from slow_replies.handoff import FINISHED, READY, SENDING, HandOff
+from slow_replies.handoff import FAILED, FINISHED, PASSIVE, READY, SENDING, SENT, HandOff
 from slow_replies.jobs import JobSpec
 
 log = logging.getLogger("slow_replies")
@@ -25,6 +25,8 @@ log = logging.getLogger("slow_replies")
 # After the web process's deadline, how long it may still be finishing its own compare-and-set; either
 # way only one side wins, this only spares a send when the passive reply was a few ms from going out.
 DEADLINE_GRACE_SECONDS = 0.25
+# No web process waits longer than REPLY_DEADLINE (at most 3.9 s): a deadline further away is a clock problem.
+MAX_WAIT_FOR_WEB_SECONDS = 5.0
 
 
 @dataclass
@@ -93,18 +95,19 @@ def perform_background_reply(data: dict[str, Any]) -> str:
         xml, body = compute(spec)
         outcome = handoff.finish(spec.job_id, xml, body)
     if outcome == READY:
-        handoff.wait_until_taken(spec.job_id, spec.deadline + DEADLINE_GRACE_SECONDS - time.time())
+        wait = min(spec.deadline + DEADLINE_GRACE_SECONDS - time.time(), MAX_WAIT_FOR_WEB_SECONDS)
+        handoff.wait_until_taken(spec.job_id, wait)
         outcome = handoff.claim_send(spec.job_id)
     if outcome != SENDING:
         log.info("job %s rule=%s: %s", spec.job_id, spec.rule,
-                 "answered passively" if outcome == "passive" else outcome)
+                 "answered passively" if outcome == PASSIVE else outcome)
         return outcome
     result = context.sender.send(handoff.custom_body(spec.job_id).encode("utf-8"))
     if result.sent:
-        handoff.mark(spec.job_id, "sent")
+        handoff.mark(spec.job_id, SENT)
         log.info("job %s rule=%s: sent to %s with custom/send", spec.job_id, spec.rule, who)
         return "sent"
-    handoff.mark(spec.job_id, "failed", f"{result.errcode}: {result.detail}")
+    handoff.mark(spec.job_id, FAILED, f"{result.errcode}: {result.detail}")
     log.error("job %s rule=%s: custom/send to %s failed, not retrying: errcode %s, %s",
               spec.job_id, spec.rule, who, result.errcode, result.detail)
     return "failed"

@@ -104,7 +104,10 @@ def test_a_result_of_nothing_is_never_sent(redis_client: redis.Redis) -> None:
 # --- the web side: one job per message, whatever the dedupe cache says ---------------------------
 
 
-def test_the_same_message_delivered_twice_queues_one_job(redis_client: redis.Redis, redis_server) -> None:
+def test_the_same_message_delivered_twice_queues_one_job_and_no_worker_is_reported(
+    redis_client: redis.Redis, redis_server, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    monkeypatch.setattr("slow_replies.answer._next_worker_check", 0.0)
     settings = load_settings({"WECHAT_TOKEN": "abcdef", "REDIS_URL": redis_server.url, "REPLY_DEADLINE": "0.2"},
                              Path("/dev/null"))
     message = types.SimpleNamespace(_data={"FromUserName": OPENID, "Content": "x", "MsgId": "7"})
@@ -114,6 +117,7 @@ def test_the_same_message_delivered_twice_queues_one_job(redis_client: redis.Red
                               time.perf_counter() + settings.reply_deadline, record)
         assert xml is None and record.reply in ("deferred", "background-abandoned")
     assert len(make_queue(redis_client)) == 1
+    assert caplog.text.count("no slow_replies worker is running") == 1
 
 
 # --- the worker's job, re-run as rq does after a crash -------------------------------------------
