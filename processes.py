@@ -507,3 +507,22 @@ class TokenServiceProcess:
     def stop(self) -> None:
         if self.process:
             self.process.stop()
+
+
+@dataclass
+class SlowReplyWorker:
+    """`python -m slow_replies worker`: delivers background replies that missed the deadline."""
+
+    directory: Path
+    env: dict[str, str]
+    process: ManagedProcess | None = None
+
+    def start(self) -> SlowReplyWorker:
+        argv = [sys.executable, "-m", "slow_replies", "worker"]
+        env = {**os.environ, **self.env}
+        self.process = ManagedProcess("slow_replies", argv, self.directory / "worker.log", env=env).start()
+        return self
+
+    def stop(self) -> None:
+        if self.process:
+            self.process.stop()

@@ -17,7 +17,7 @@ from pathlib import Path
 from dotenv import dotenv_values
 
 from config import ConfigError, load_settings
-from processes import NginxServer, RedisServer, SandboxProcess, TokenServiceProcess, UwsgiServer
+from processes import NginxServer, RedisServer, SandboxProcess, SlowReplyWorker, TokenServiceProcess, UwsgiServer
 from sandbox.platform import DEFAULT_APPID, DEFAULT_SECRET
 
 ROOT = Path(__file__).resolve().parent
@@ -100,6 +100,9 @@ def main() -> int:
             tokens = TokenServiceProcess(run_directory / "token_service", env).start()
             stack.callback(tokens.stop)
             servers.append(tokens)
+            worker = SlowReplyWorker(run_directory / "slow_replies", env).start()
+            stack.callback(worker.stop)
+            servers.append(worker)
             app = UwsgiServer(run_directory / "uwsgi", env).start()
             stack.callback(app.stop)
             servers.append(app)
@@ -122,6 +125,7 @@ def main() -> int:
         api = "the sandbox" if use_sandbox else settings.api_base
         print(f"token_service: against {api}; {token_state}; log {tokens.process.log_path}")
         print(f"app:           uWSGI (shipped uwsgi.xml), log {app.process.log_path}")
+        print(f"slow replies:  python -m slow_replies worker, log {worker.process.log_path}")
         print(f"nginx:         {nginx.url} and {nginx.https_url} (self-signed), logs in {nginx.directory}")
         url = f"{nginx.url}/weixin"
         print(f"\nWeChat endpoint (send messages here): {url}")

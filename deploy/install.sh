@@ -64,12 +64,13 @@ systemctl reload-or-restart nginx
 say "systemd units"
 install -m 644 "$APP_DIR/deploy/systemd/weixin.service" /etc/systemd/system/weixin.service
 install -m 644 "$APP_DIR/deploy/systemd/weixin-token.service" /etc/systemd/system/weixin-token.service
+install -m 644 "$APP_DIR/deploy/systemd/weixin-worker.service" /etc/systemd/system/weixin-worker.service
 systemctl daemon-reload
-systemctl enable weixin.service weixin-token.service
+systemctl enable weixin.service weixin-token.service weixin-worker.service
 if grep -q '^WECHAT_TOKEN=..*' "$APP_DIR/.env" && grep -q '^WECHAT_APPSECRET=..*' "$APP_DIR/.env"; then
   # restart, not start: a second run after `git pull` must load the new code.
-  systemctl restart weixin.service weixin-token.service
-  say "running. Check: curl -s http://127.0.0.1/health ; systemctl status weixin weixin-token"
+  systemctl restart weixin.service weixin-token.service weixin-worker.service
+  say "running. Check: curl -s http://127.0.0.1/health ; systemctl status weixin weixin-token weixin-worker"
 else
-  say "fill in $APP_DIR/.env, then: systemctl restart weixin weixin-token (see docs/deploy.md)"
+  say "fill in $APP_DIR/.env, then: systemctl restart weixin weixin-token weixin-worker (see docs/deploy.md)"
 fi
