@@ -23,6 +23,8 @@ import redis
 from redis.backoff import NoBackoff
 from redis.retry import Retry
 
+from local_dedupe import LocalClaims
+
 log = logging.getLogger("dedupe")
 
 PENDING = b"\x00pending"  # followed by ":<host>:<pid>" of the process handling the message
@@ -35,7 +37,7 @@ class Outcome(enum.Enum):
     FIRST = "first"  # handle it
     DONE = "retry-answered"  # a retry of a finished message: send the stored reply
     IN_PROGRESS = "retry-in-progress"  # the first delivery is still running and did not finish in time
-    UNAVAILABLE = "no-redis"  # Redis is down: handle it without dedupe
+    UNAVAILABLE = "no-redis"  # Redis is down and the local stand-in could not help: handle it without dedupe
     REPLAYED = "replayed"  # a signed query string seen before, now with another body: refuse it
 
 
@@ -105,6 +107,11 @@ class Claim:
     outcome: Outcome
     key: str
     reply: str | None = None  # for DONE: the stored reply XML, or None for "nothing to say"
+    local: bool = False  # made in the local stand-in while Redis is down (local_dedupe.py)
+
+    @property
+    def label(self) -> str:
+        return self.outcome.value + ("-local" if self.local else "")
 
 
 def message_key(appid: str, message: Any) -> str:
@@ -189,8 +196,10 @@ class RetryCache:
         reply_ttl: int = REPLY_TTL_SECONDS,
         wait_seconds: float = 1.0,
         poll_seconds: float = 0.05,
+        fallback: LocalClaims | None = None,
     ) -> None:
         self.client = client
+        self.fallback = fallback
         self.lease_ms = int(lease_seconds * 1000)
         self.reply_ttl = reply_ttl
         self.wait_seconds = wait_seconds
@@ -201,8 +210,10 @@ class RetryCache:
 
     def _redis_failed(self, error: Exception) -> None:
         if time.monotonic() >= self._down_until:
-            log.warning("Redis unreachable (%s); answering without dedupe for %ss", type(error).__name__,
-                        REDIS_BACKOFF_SECONDS)
+            where = "in this server's memory" if self.fallback is not None else "off"
+            log.warning(
+                "Redis unreachable (%s); dedupe %s for the next %ss", type(error).__name__, where, REDIS_BACKOFF_SECONDS
+            )
         self._down_until = time.monotonic() + REDIS_BACKOFF_SECONDS
 
     def _redis_usable(self) -> bool:
@@ -220,7 +231,7 @@ class RetryCache:
 
     def _claim(self, key: str, request: RequestFingerprint | None, value: bytes, ttl_ms: int) -> Claim:
         if not self._redis_usable():
-            return Claim(Outcome.UNAVAILABLE, key)
+            return self._claim_locally(key, value, ttl_ms)
         try:
             if request is None:
                 keys, args = [key, ""], [value, ttl_ms, "", 0]
@@ -234,7 +245,20 @@ class RetryCache:
             return self._await_first(key, result)
         except (redis.RedisError, OSError) as error:
             self._redis_failed(error)
+            return self._claim_locally(key, value, ttl_ms)
+
+    def _claim_locally(self, key: str, value: bytes, ttl_ms: int) -> Claim:
+        """While Redis is down: the same claim in this server's shared memory (local_dedupe.py)."""
+        if self.fallback is None:
             return Claim(Outcome.UNAVAILABLE, key)
+        existing = self.fallback.claim(key, value, max(1, ttl_ms // 1000))
+        if existing is None:
+            return Claim(Outcome.FIRST, key, local=True)
+        if existing.startswith(PENDING):
+            return Claim(Outcome.IN_PROGRESS, key, local=True)
+        if not existing:  # the stand-in could not store it either
+            return Claim(Outcome.UNAVAILABLE, key)
+        return Claim(Outcome.DONE, key, None if existing == NOTHING else existing.decode("utf-8"), local=True)
 
     def _await_first(self, key: str, value: bytes | None) -> Claim:
         deadline = time.monotonic() + self.wait_seconds
@@ -261,9 +285,11 @@ class RetryCache:
             time.sleep(self.poll_seconds)
             value = self.client.get(key)
 
-    def store(self, key: str, reply: str | None) -> None:
-        """Remember the reply (plaintext XML, before encryption) for the retries."""
-        if not self._redis_usable():
+    def store(self, key: str, reply: str | None, local: bool = False) -> None:
+        """Remember the reply (plaintext XML, before encryption) for the retries, where it was claimed."""
+        if local or not self._redis_usable():
+            if self.fallback is not None:
+                self.fallback.store(key, _encode(reply), self.reply_ttl)
             return
         try:
             self.client.set(key, _encode(reply), ex=self.reply_ttl)

@@ -22,6 +22,7 @@ import render
 import utils
 from config import Settings
 from dedupe import Outcome, RequestFingerprint, RetryCache, fail_fast_client, message_key
+from local_dedupe import local_claims
 from replies import Match, ReplyBook, describe
 from slow_replies.answer import answer_or_defer
 from wechat_crypto import AppIdMismatch, DecryptError, aes_key_from_encoding_key, decrypt_message, encrypted_reply
@@ -82,7 +83,7 @@ def configure(settings: Settings) -> Runtime:
     runtime = Runtime(
         settings=settings,
         replies=ReplyBook(settings.replies_file),
-        retry_cache=RetryCache(fail_fast_client(settings.redis_url)),
+        retry_cache=RetryCache(fail_fast_client(settings.redis_url), fallback=local_claims()),
         aes_key=aes_key_from_encoding_key(settings.encoding_aes_key) if settings.encoding_aes_key else None,
     )
     return runtime
@@ -266,7 +267,7 @@ def answer_once(message: Any, match: Match | None, fingerprint: RequestFingerpri
     else:
         xml = render_reply(match, message, record)
         claim = current.retry_cache.claim_with_reply(key, xml, fingerprint)
-    record.dedupe = claim.outcome.value
+    record.dedupe = claim.label
     if claim.outcome is Outcome.REPLAYED:
         raise forbidden("signature already used for another message")
     if claim.outcome is Outcome.DONE:
@@ -283,7 +284,7 @@ def answer_once(message: Any, match: Match | None, fingerprint: RequestFingerpri
     else:
         xml = render_reply(match, message, record)
     if claim.outcome is Outcome.FIRST:
-        current.retry_cache.store(claim.key, xml)
+        current.retry_cache.store(claim.key, xml, local=claim.local)
     return xml
 
 

@@ -51,7 +51,7 @@ def start_app(tmp_path_factory: pytest.TempPathFactory, redis_server: RedisServe
 
     servers: dict[tuple, AppServer] = {}
 
-    def start(**env: str) -> AppServer:
+    def start(workers: int = 1, **env: str) -> AppServer:
         full_env = {
             "WECHAT_TOKEN": TEST_TOKEN,
             "WECHAT_APPID": TEST_APPID,
@@ -62,10 +62,10 @@ def start_app(tmp_path_factory: pytest.TempPathFactory, redis_server: RedisServe
             **env,
         }
         full_env = {key: value for key, value in full_env.items() if value is not None}
-        key = tuple(sorted(full_env.items()))
+        key = (workers, *sorted(full_env.items()))
         if key not in servers:
             directory = tmp_path_factory.mktemp("app")
-            servers[key] = AppServer(directory, full_env).start()
+            servers[key] = AppServer(directory, full_env, workers=workers).start()
         return servers[key]
 
     yield start

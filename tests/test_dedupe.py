@@ -162,3 +162,31 @@ def test_a_retry_waits_while_the_handling_process_is_alive_or_elsewhere(redis_cl
     assert cache.claim("alive").outcome is Outcome.IN_PROGRESS
     redis_client.set("elsewhere", PENDING + b":another-host:1", px=10_000)
     assert cache.claim("elsewhere").outcome is Outcome.IN_PROGRESS
+
+
+def test_while_redis_is_down_claims_and_replies_live_in_the_local_stand_in() -> None:
+    from local_dedupe import MemoryClaims
+
+    cache = RetryCache(fail_fast_client(f"redis://127.0.0.1:{free_port()}/0"), fallback=MemoryClaims())
+    first = cache.claim_with_reply("wechat:msg:a:id:1", "<xml>reply</xml>")
+    assert (first.outcome, first.local, first.label) == (Outcome.FIRST, True, "first-local")
+    retry = cache.claim_with_reply("wechat:msg:a:id:1", "<xml>rendered again</xml>")
+    assert (retry.outcome, retry.reply) == (Outcome.DONE, "<xml>reply</xml>")
+    handler = cache.claim("wechat:msg:a:id:2")
+    assert handler.outcome is Outcome.FIRST and handler.local
+    assert cache.claim("wechat:msg:a:id:2").outcome is Outcome.IN_PROGRESS
+    cache.store(handler.key, None, local=True)
+    nothing = cache.claim("wechat:msg:a:id:2")
+    assert (nothing.outcome, nothing.reply) == (Outcome.DONE, None)
+
+
+def test_the_memory_stand_in_is_bounded_and_expires() -> None:
+    from local_dedupe import MemoryClaims
+
+    claims = MemoryClaims(max_items=3)
+    for number in range(5):
+        assert claims.claim(f"k{number}", b"v", 60) is None
+    assert claims.claim("k0", b"again", 60) is None  # evicted, so claimable again
+    assert claims.claim("k4", b"again", 60) == b"v"
+    assert claims.claim("short", b"v", 0) is None
+    assert claims.claim("short", b"again", 60) is None  # expired at once

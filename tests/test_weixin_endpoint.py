@@ -311,6 +311,15 @@ def test_messages_are_answered_when_redis_is_down(start_app) -> None:
     assert "Redis unreachable" in app.process.wait_for_log("Redis unreachable")
 
 
+def test_while_redis_is_down_retries_are_deduped_in_the_servers_shared_memory(start_app) -> None:
+    app = start_app(workers=2, REDIS_URL=f"redis://127.0.0.1:{free_port()}/0")
+    query, body = prepare(text("微博"), TEST_TOKEN)
+    replies = [deliver(app.url + "/weixin", query, body).text for _ in range(3)]
+    assert replies[0] == replies[1] == replies[2] and "<MsgType><![CDATA[news]]>" in replies[0]
+    log = app.process.wait_for_log("dedupe=retry-answered-local")
+    assert "dedupe=first-local" in log and log.count("dedupe=retry-answered-local") >= 2
+
+
 def test_required_encryption_refuses_plaintext(start_app) -> None:
     app = start_app(WECHAT_REQUIRE_ENCRYPTION="1")
     assert_clean_error(send(app.url + "/weixin", text("微博")), 403)
