@@ -29,8 +29,14 @@ class WorkerMemory:
 
     @property
     def growth_kb_per_10k(self) -> float:
-        first, last = self.samples[0], self.samples[-1]
+        """The slope from the first sample after the warm-up to the last: what each message adds for good."""
+        first, last = self.samples[1], self.samples[-1]
         return (last.rss_kb - first.rss_kb) / max(1, last.messages - first.messages) * 10_000
+
+    @property
+    def first_step_kb(self) -> int:
+        """What the first quarter added after the warm-up (buffers and caches reaching their size)."""
+        return self.samples[1].rss_kb - self.samples[0].rss_kb
 
 
 def process_memory(pid: int) -> tuple[int, int]:

@@ -297,8 +297,10 @@ def memory_section(bench: compare.Bench, directory: Path, redis: RedisServer, pl
         "",
         *rows,
         "",
-        f"- Growth after warm-up: {growth:+.1f} kB per 10,000 messages "
-        f"(flat, target: {verdict(flat)}; flat means within ±50 kB per 10,000); "
+        f"- Growth from {result.samples[1].messages:,} to {result.samples[-1].messages:,} messages: "
+        f"{growth:+.1f} kB per 10,000 messages (flat, target: {verdict(flat)}; flat means within ±50 kB per "
+        f"10,000); the first {result.samples[1].messages:,} after the warm-up added {result.first_step_kb:+,} kB "
+        "once; "
         f"same worker throughout: {result.same_worker}; wrk errors: {result.errors}",
         *(f"- uWSGI: `{line}`" for line in result.worker_events),
     ])
