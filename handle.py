@@ -82,7 +82,7 @@ def configure(settings: Settings) -> Runtime:
     global runtime
     runtime = Runtime(
         settings=settings,
-        replies=ReplyBook(settings.replies_file),
+        replies=ReplyBook(settings.replies_file, background=True),
         retry_cache=RetryCache(fail_fast_client(settings.redis_url), fallback=local_claims()),
         aes_key=aes_key_from_encoding_key(settings.encoding_aes_key) if settings.encoding_aes_key else None,
     )

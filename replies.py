@@ -439,10 +439,25 @@ class _Checker:
         return result
 
 
+# libyaml's parser reads a large file several times faster than the pure-Python one that records lines.
+_FAST_LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+
+
 def parse_rules(text: str, path: str = "replies.yaml") -> RuleSet:
-    """A RuleSet from YAML text; raises RulesError listing every problem found."""
+    """A RuleSet from YAML text; raises RulesError listing every problem found.
+
+    A valid file is read once with the fast loader; a file with problems is read again with the loader
+    that records lines, so that every error names its line."""
     try:
-        document = yaml.load(text, Loader=_LineLoader)
+        return _build_rules(_load_document(text, path, _FAST_LOADER), path)
+    except RulesError:
+        pass
+    return _build_rules(_load_document(text, path, _LineLoader), path)
+
+
+def _load_document(text: str, path: str, loader: type) -> dict:
+    try:
+        document = yaml.load(text, Loader=loader)  # both are safe loaders
     except yaml.YAMLError as error:
         mark = getattr(error, "problem_mark", None)
         at = f" line {mark.line + 1}" if mark else ""
@@ -451,6 +466,10 @@ def parse_rules(text: str, path: str = "replies.yaml") -> RuleSet:
         document = _LineDict()
     if not isinstance(document, dict):
         raise RulesError(f"{path}: the file must be a mapping with keywords/default/messages/events/menu/scenes")
+    return document
+
+
+def _build_rules(document: dict, path: str) -> RuleSet:
     checker = _Checker(path)
     unknown = set(document) - TOP_LEVEL_KEYS
     if unknown:
@@ -499,12 +518,23 @@ def load_rules(path: Path | str) -> RuleSet:
 
 
 class ReplyBook:
-    """The current rules, reloaded when the file changes; an invalid edit keeps the last good rules."""
+    """The current rules, reloaded when the file changes; an invalid edit keeps the last good rules.
 
-    def __init__(self, path: Path | str, check_interval: float = 1.0, clock: Callable[[], float] = time.monotonic):
+    The reload runs in a background thread (`background=True`, as the server uses it): a large file takes
+    seconds to load, and the request that notices the change must not wait for it (uWSGI's harakiri)."""
+
+    def __init__(
+        self,
+        path: Path | str,
+        check_interval: float = 1.0,
+        clock: Callable[[], float] = time.monotonic,
+        background: bool = False,
+    ):
         self.path = Path(path)
         self.check_interval = check_interval
         self.clock = clock
+        self.background = background
+        self.reloading: threading.Thread | None = None
         self._lock = threading.Lock()
         self._signature = self._file_signature()
         self.rules = load_rules(self.path)  # at start-up an invalid file is fatal
@@ -523,9 +553,13 @@ class ReplyBook:
             try:
                 self._next_check = now + self.check_interval
                 signature = self._file_signature()
-                if signature != self._signature:
+                if signature != self._signature and not (self.reloading and self.reloading.is_alive()):
                     self._signature = signature
-                    self._reload()
+                    if self.background:
+                        self.reloading = threading.Thread(target=self._reload, name="replies-reload", daemon=True)
+                        self.reloading.start()
+                    else:
+                        self._reload()
             finally:
                 self._lock.release()
         return self.rules

@@ -198,3 +198,24 @@ def test_check_command_validates_without_starting_anything(tmp_path: Path) -> No
     )
     assert bad.returncode == 1
     assert "line 4" in bad.stderr and "keywords[0]" in bad.stderr
+
+
+def test_a_background_reload_keeps_serving_the_old_rules_until_the_new_ones_are_ready(tmp_path: Path) -> None:
+    path = tmp_path / "replies.yaml"
+    path.write_text("keywords:\n  - match: a\n    reply: first\n")
+    now = [0.0]
+    book = ReplyBook(path, check_interval=1.0, clock=lambda: now[0], background=True)
+    lines = ["keywords:"] + [f"  - match: kw{i}\n    reply: r{i}" for i in range(3000)] + [
+        "  - match: a\n    reply: second version"
+    ]
+    path.write_text("\n".join(lines))
+    now[0] = 1.5
+    assert book.current().match_text("a").reply.value.text == "first"  # answered at once, from the old rules
+    assert book.reloading is not None
+    book.reloading.join(timeout=30)
+    assert book.current().match_text("a").reply.value.text == "second version"
+
+
+def test_errors_found_by_the_fast_loader_still_name_their_line() -> None:
+    with pytest.raises(RulesError, match=r"line 4 \(keywords\[1\] match 'b'\): unknown placeholder"):
+        parse_rules("keywords:\n  - match: a\n    reply: ok\n  - match: b\n    reply: '{nope}'\n", "test.yaml")

@@ -360,3 +360,16 @@ def test_a_signed_query_replayed_with_another_body_is_403(weixin: str) -> None:
     first = send(weixin, text("微博"), query=query)
     assert first.status_code == 200
     assert_clean_error(send(weixin, text("帮助"), query=query), 403)
+
+
+def test_every_request_leaves_its_log_line_under_uwsgi(start_app) -> None:
+    # A fresh server (its own log), so that the lines can be counted exactly.
+    app = start_app(REPLIES_FILE=str(ROOT / "replies.yaml"), WECHAT_TIMESTAMP_WINDOW="301")
+    for _ in range(300):
+        query, body = prepare(text("微博"), TEST_TOKEN)
+        assert deliver(app.url + "/weixin", query, body).status_code == 200
+    pattern = "POST mode=plain type=message:text"
+    deadline = time.monotonic() + 5
+    while app.process.log_text().count(pattern) < 300 and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert app.process.log_text().count(pattern) == 300

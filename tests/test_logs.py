@@ -1,0 +1,40 @@
+"""The batched log handler: every line arrives, in order, in writes small enough for uWSGI's log master."""
+
+from __future__ import annotations
+
+import logging
+import os
+
+from logs import WRITE_BYTES, BatchingHandler, _chunks
+
+
+def test_lines_are_grouped_into_writes_that_end_on_a_line() -> None:
+    lines = [f"line {number:05d} {'x' * 100}\n".encode() for number in range(200)]
+    chunks = _chunks(lines, WRITE_BYTES)
+    assert b"".join(chunks) == b"".join(lines)
+    assert all(len(chunk) <= WRITE_BYTES and chunk.endswith(b"\n") for chunk in chunks)
+    assert _chunks([b"y" * 10_000 + b"\n"], WRITE_BYTES) == [b"y" * 10_000 + b"\n"]
+
+
+def test_every_buffered_line_reaches_the_file_descriptor() -> None:
+    read_end, write_end = os.pipe()
+    handler = BatchingHandler(fd=write_end, interval=60)
+    handler.setFormatter(logging.Formatter("%(message)s"))
+    logger = logging.getLogger("test-batching")
+    logger.propagate = False
+    logger.addHandler(handler)
+    logger.setLevel(logging.INFO)
+    try:
+        for number in range(300):
+            logger.info("request %d %s", number, "z" * 90)
+        logger.warning("urgent")  # written at once, with everything before it
+        os.close(write_end)
+        received = b""
+        while chunk := os.read(read_end, 65536):
+            received += chunk
+    finally:
+        logger.removeHandler(handler)
+        os.close(read_end)
+    lines = received.decode().splitlines()
+    assert lines[:300] == [f"request {number} {'z' * 90}" for number in range(300)]
+    assert lines[300:] == ["urgent"]
