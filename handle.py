@@ -23,6 +23,7 @@ import utils
 from config import Settings
 from dedupe import Outcome, RequestFingerprint, RetryCache, fail_fast_client, message_key
 from local_dedupe import local_claims
+from logs import request_lines
 from replies import Match, ReplyBook, describe
 from slow_replies.answer import answer_or_defer
 from wechat_crypto import AppIdMismatch, DecryptError, aes_key_from_encoding_key, decrypt_message, encrypted_reply
@@ -103,9 +104,10 @@ class RequestRecord:
 
     def write(self, method: str) -> None:
         elapsed_ms = (time.perf_counter() - self.started) * 1000
-        log.info(
-            "%s mode=%s type=%s rule=%s dedupe=%s reply=%s status=%d ms=%.1f",
-            method, self.mode, self.kind, self.rule, self.dedupe, self.reply, self.status, elapsed_ms,
+        request_lines.write(
+            log,
+            f"{method} mode={self.mode} type={self.kind} rule={self.rule} dedupe={self.dedupe} "
+            f"reply={self.reply} status={self.status} ms={elapsed_ms:.1f}",
         )
 
 

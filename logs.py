@@ -38,10 +38,14 @@ class BatchingHandler(logging.Handler):
         except Exception:
             self.handleError(record)
             return
+        self.append(line, urgent=record.levelno >= logging.WARNING)
+
+    def append(self, line: bytes, urgent: bool = False) -> None:
+        """Buffer one formatted line (with its newline); written now when urgent or the buffer is full."""
         with self._buffer_lock:
             self._buffer.append(line)
             self._buffered += len(line)
-            urgent = record.levelno >= logging.WARNING or self._buffered >= MAX_BUFFERED_BYTES
+            urgent = urgent or self._buffered >= MAX_BUFFERED_BYTES
             if urgent:
                 self._write_locked()
         if not urgent:
@@ -99,10 +103,37 @@ def _chunks(lines: list[bytes], limit: int) -> list[bytes]:
     return chunks
 
 
+class _RequestLines:
+    """The line every request writes, formatted like the others but straight into the batching handler:
+    the logging module's record, formatter and strftime cost about 20 µs a line, a tenth of what a
+    message costs in all."""
+
+    def __init__(self) -> None:
+        self.handler: BatchingHandler | None = None
+        self._second = -1
+        self._stamp = ""
+
+    def write(self, logger: logging.Logger, message: str) -> None:
+        if not logger.isEnabledFor(logging.INFO):
+            return
+        if self.handler is None:  # logging not set up by configure_logging (a test, a script)
+            logger.info("%s", message)
+            return
+        now = time.time()
+        second = int(now)
+        if second != self._second:
+            self._second, self._stamp = second, time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(second))
+        self.handler.append(f"{self._stamp},{int((now - second) * 1000):03d} INFO {logger.name}: {message}\n".encode())
+
+
+request_lines = _RequestLines()
+
+
 def configure_logging(level: str) -> None:
     """Root logging: timestamped lines on stderr, batched (see the module docstring)."""
     handler = BatchingHandler()
     handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    request_lines.handler = handler
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level)

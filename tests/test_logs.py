@@ -38,3 +38,28 @@ def test_every_buffered_line_reaches_the_file_descriptor() -> None:
     lines = received.decode().splitlines()
     assert lines[:300] == [f"request {number} {'z' * 90}" for number in range(300)]
     assert lines[300:] == ["urgent"]
+
+
+def test_request_lines_look_like_the_other_log_lines_and_respect_the_level() -> None:
+    from logs import request_lines
+
+    read_end, write_end = os.pipe()
+    handler = BatchingHandler(fd=write_end, interval=60)
+    logger = logging.getLogger("test-request-lines")
+    previous = request_lines.handler
+    request_lines.handler = handler
+    try:
+        logger.setLevel(logging.INFO)
+        request_lines.write(logger, "POST mode=plain status=200")
+        logger.setLevel(logging.WARNING)
+        request_lines.write(logger, "not written")
+        handler.flush()
+        os.close(write_end)
+        received = os.read(read_end, 65536).decode()
+    finally:
+        request_lines.handler = previous
+        os.close(read_end)
+    assert received.endswith(" INFO test-request-lines: POST mode=plain status=200\n")
+    assert received.count("\n") == 1
+    date, clock = received.split(" ")[:2]
+    assert len(date) == 10 and len(clock) == 12 and clock[8] == ","
