@@ -183,7 +183,7 @@ def growth_section(
         "",
         f"- {plan.many_rules:,} rules / 10 rules: {rules_ratio:.2f} (target ≥ 0.9: {verdict(rules_ratio >= 0.9)})",
         f"- Loading the {plan.many_rules:,}-rule file (replies.load_rules, {many_rules_load:.2f} s): paid at "
-        "start-up, and again by the request that notices an edit (ReplyBook reloads in the request path)",
+        "start-up; an edit is reloaded in a background thread while requests keep using the old rules",
         f"- 2 workers / 1 worker (10 rules): {workers_ratio:.2f} on {os.cpu_count()} CPUs shared with nginx, "
         "Redis and wrk",
     ])
