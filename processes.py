@@ -291,6 +291,9 @@ class UwsgiServer:
     env: dict[str, str]
     workers: int | None = None
     wsgi_file: Path | None = None
+    # uWSGI options after the shipped config (the last value of an option wins), e.g. the benchmark's
+    # "--max-requests 0".
+    extra_options: Sequence[str] = ()
     process: ManagedProcess | None = None
 
     @property
@@ -303,6 +306,7 @@ class UwsgiServer:
         argv = [find_program("uwsgi"), "--xml", str(config)]
         if self.workers:
             argv += ["--processes", str(self.workers)]  # the last value of an option wins
+        argv += list(self.extra_options)
         env = {**os.environ, **self.env}
         self.process = ManagedProcess("uwsgi", argv, self.directory / "uwsgi.log", env=env).start()
         try:

@@ -17,7 +17,7 @@ import sys
 import tempfile
 import time
 from collections.abc import Callable, Iterator, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 import requests
@@ -27,14 +27,10 @@ if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
 from processes import (  # noqa: E402
-    ManagedProcess,
     NginxServer,
     RedisServer,
     UwsgiServer,
     find_program,
-    render_uwsgi_config,
-    wait_for_unix,
-    wait_for_uwsgi_workers,
 )
 from utils import make_signature  # noqa: E402
 from wechat_crypto import aes_key_from_encoding_key, encrypt_message  # noqa: E402
@@ -202,36 +198,9 @@ def to_result(name: str, raw: dict[str, int], pool_size: int = 0) -> Result:
 
 
 @dataclass
-class BenchUwsgiServer(UwsgiServer):
-    """UwsgiServer with extra uWSGI options after the shipped config (the last value of an option wins)."""
-
-    extra_options: Sequence[str] = field(default_factory=tuple)
-
-    def start(self) -> BenchUwsgiServer:
-        if not self.extra_options:
-            super().start()
-            return self
-        self.directory.mkdir(parents=True, exist_ok=True)
-        config = render_uwsgi_config(self.directory, self.socket_path, self.wsgi_file)
-        argv = [find_program("uwsgi"), "--xml", str(config)]
-        if self.workers:
-            argv += ["--processes", str(self.workers)]
-        argv += list(self.extra_options)
-        env = {**os.environ, **self.env}
-        self.process = ManagedProcess("uwsgi", argv, self.directory / "uwsgi.log", env=env).start()
-        try:
-            wait_for_unix(self.socket_path)
-            wait_for_uwsgi_workers(self.process)
-        except TimeoutError:
-            self.stop()
-            raise RuntimeError("uWSGI did not start:\n" + self.process.log_text()[-3000:]) from None
-        return self
-
-
-@dataclass
 class Served:
     url: str
-    uwsgi: BenchUwsgiServer
+    uwsgi: UwsgiServer
 
 
 @contextlib.contextmanager
@@ -240,8 +209,9 @@ def serving(
     extra_options: Sequence[str] = NO_RECYCLING,
 ) -> Iterator[Served]:
     """nginx + uWSGI with the shipped configs serving `wsgi_file` (None: this project's index.py)."""
-    uwsgi = BenchUwsgiServer(directory / "uwsgi", env, workers=workers, wsgi_file=wsgi_file,
-                             extra_options=tuple(extra_options)).start()
+    uwsgi = UwsgiServer(
+        directory / "uwsgi", env, workers=workers, wsgi_file=wsgi_file, extra_options=tuple(extra_options)
+    ).start()
     try:
         nginx = NginxServer(directory / "nginx", uwsgi.socket_path).start()
         try:
