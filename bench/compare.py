@@ -49,9 +49,8 @@ OURS_SAFE_ROW = "this project: keyword (safe mode)"
 
 Pool = list[tuple[str, str]]
 
-# The shipped uwsgi.xml recycles a worker after 20,000 ± 1,000 requests; with one worker that is a pause of
-# about a second, which wrk's latency correction turns into a p99 near 1 s. The benchmark turns recycling
-# off for every app alike (and the memory measurement needs it off, or a leak could never show).
+# Recycling off for every app alike: the memory measurement needs it (a recycle would hide a leak), and a
+# recycled lone worker pauses about a second, which wrk's latency correction turns into a p99 near 1 s.
 NO_RECYCLING = ("--max-requests", "0", "--max-requests-delta", "0", "--reload-on-rss", "0")
 
 

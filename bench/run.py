@@ -76,10 +76,9 @@ FAIRNESS = """\
   WeRoBot writes no per-request line. uWSGI's own request log is off for all (uwsgi.xml).
 - The bare WSGI function (bench/bare_app.py) reads the body and returns a fixed reply: the ceiling of
   nginx + uWSGI + wrk on this machine, with no parsing and no checks.
-- The shipped uwsgi.xml recycles a worker after 20,000 ± 1,000 requests. With one worker a recycle is a
-  pause of about a second, which wrk's latency correction spreads into a p99 near 1 s; the benchmark runs
-  every app with recycling off (`--max-requests 0 --reload-on-rss 0` after the shipped config), which the
-  memory measurement needs anyway. Production runs one worker per core, so a recycle is not a pause there.
+- The benchmark runs every app with recycling off (`--max-requests 0 --reload-on-rss 0` after the shipped
+  config): the memory measurement needs it, and a recycled lone worker pauses about a second. The shipped
+  uwsgi.xml recycles only a worker whose memory passes 256 MB.
 - wrk runs on the same machine and takes CPU from the server: ratios within one run are what to compare;
   absolute figures drift between runs and machines.
 """
