@@ -27,10 +27,11 @@ AES_KEY = "soakSoakSoakSoakSoakSoakSoakSoakSoakSoak123"
 ACCOUNT = Account(TOKEN, APPID, AES_KEY)
 MODES = ("plain", "compatible", "safe")
 COUNTED_PREFIX = "soak-"
-# dedupe.REDIS_BACKOFF_SECONDS: the app skips Redis this long after a failure (the window in which a
-# message may be handled twice, by design); one back-off after Redis is reachable again.
+# dedupe.REDIS_BACKOFF_SECONDS: the app skips Redis this long after a failure. Redis restarted empty has
+# also lost the replies stored before the fault, so a WeChat re-send of a message answered just before it
+# can be handled again when it arrives after the back-off: the window covers two back-offs.
 REDIS_DEDUPE_BACKOFF = 5.0
-REDIS_BACKOFF_ROUNDS = 1
+REDIS_BACKOFF_ROUNDS = 2
 # A killed worker's claim: WeChat's retry takes it over at once (dedupe.handler_is_dead); its handler may
 # have run already, so a second run within this window counts as "during a fault".
 CLAIM_LEASE = 10.0
