@@ -1,7 +1,9 @@
 """Requests per second of this server against WeRoBot and a bare WSGI function, in one run.
 
-Each app runs in turn behind the shipped nginx + uWSGI setup (one worker), loaded by wrk with signed
-messages that are all distinct (a fresh nonce and MsgId per request, as WeChat sends them). Prints a
+Each app runs behind the shipped nginx + uWSGI setup (one worker), loaded by wrk with signed messages
+that are all distinct (a fresh nonce and MsgId per request, as WeChat sends them). The servers run side
+by side and the cases take turns, round after round: this VM's share of the host's CPU drifts by tens of
+percent within minutes, and a ratio of two figures measured seconds apart is what survives it. Prints a
 table with the ratios to WeRoBot and to the ceiling. bench/run.py runs this and the rest of the suite.
 """
 
@@ -12,12 +14,13 @@ import contextlib
 import os
 import re
 import signal
+import statistics
 import subprocess
 import sys
 import tempfile
 import time
 from collections.abc import Callable, Iterator, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import requests
@@ -26,11 +29,14 @@ ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
+import cpu_time  # noqa: E402
+
 from processes import (  # noqa: E402
     NginxServer,
     RedisServer,
     UwsgiServer,
     find_program,
+    free_port,
 )
 from utils import make_signature  # noqa: E402
 from wechat_crypto import aes_key_from_encoding_key, encrypt_message  # noqa: E402
@@ -46,6 +52,10 @@ WEROBOT_ROW = "WeRoBot 1.13.1: keyword"
 CEILING_ROW = "bare WSGI (ceiling)"
 OURS_KEYWORD_ROW = "this project: keyword (plaintext)"
 OURS_SAFE_ROW = "this project: keyword (safe mode)"
+OURS_WARNING_ROW = f"{OURS_KEYWORD_ROW}, LOG_LEVEL=WARNING"
+# Not a mode we ship (the issues require Redis): shows what the Redis round trip costs.
+NO_REDIS_ROW = "this project: keyword, Redis unreachable (dedupe in uWSGI's cache only)"
+CPU_COLUMNS = ("uWSGI", "nginx", "Redis", "wrk")
 
 Pool = list[tuple[str, str]]
 
@@ -111,11 +121,44 @@ class Result:
     errors: int
     requests: int = 0
     pool_size: int = 0
+    round_rates: tuple[float, ...] = ()  # req/s of each round, in order (see measure_rounds)
+    cpu_us: dict[str, float] = field(default_factory=dict)  # CPU µs per request, by CPU_COLUMNS
+    stolen: float = 0.0  # share of the machine's CPU the hypervisor took meanwhile
+    repeated: bool = False
 
     @property
     def pool_repeated(self) -> bool:
         """More requests than distinct messages: some were retries (dedupe hits), so the row flatters us."""
-        return self.pool_size > 0 and self.requests > self.pool_size
+        return self.repeated or (self.pool_size > 0 and self.requests > self.pool_size)
+
+
+def ratio(result: Result, peer: Result) -> float:
+    """How many times `peer`'s rate: the median of the round-by-round ratios when both ran in the same
+    rounds (each pair measured seconds apart), else the plain quotient."""
+    if result.round_rates and len(result.round_rates) == len(peer.round_rates):
+        pairs = zip(result.round_rates, peer.round_rates, strict=True)
+        return statistics.median(ours / theirs for ours, theirs in pairs)
+    return result.requests_per_second / peer.requests_per_second
+
+
+def combine(name: str, rounds: list[Result]) -> Result:
+    """One row from a case's rounds: medians of the rates and latencies, CPU over all its requests."""
+    requests = sum(result.requests for result in rounds)
+    return Result(
+        name=name,
+        requests_per_second=statistics.median(result.requests_per_second for result in rounds),
+        p50_ms=statistics.median(result.p50_ms for result in rounds),
+        p99_ms=statistics.median(result.p99_ms for result in rounds),
+        errors=sum(result.errors for result in rounds),
+        requests=requests,
+        round_rates=tuple(result.requests_per_second for result in rounds),
+        cpu_us={
+            column: sum(result.cpu_us[column] * result.requests for result in rounds) / max(1, requests)
+            for column in CPU_COLUMNS
+        },
+        stolen=statistics.mean(result.stolen for result in rounds),
+        repeated=any(result.pool_repeated for result in rounds),
+    )
 
 
 def write_pool(pool: Pool) -> str:
@@ -200,6 +243,27 @@ def to_result(name: str, raw: dict[str, int], pool_size: int = 0) -> Result:
 class Served:
     url: str
     uwsgi: UwsgiServer
+    nginx: NginxServer
+
+    def process_groups(self, redis: RedisServer) -> dict[str, list[int]]:
+        """The pids behind each CPU column but wrk's."""
+        assert self.uwsgi.process is not None and self.nginx.process is not None and redis.process is not None
+        return {
+            "uWSGI": cpu_time.process_tree(self.uwsgi.process.pid),
+            "nginx": cpu_time.process_tree(self.nginx.process.pid),
+            "Redis": [redis.process.pid],
+        }
+
+
+@dataclass
+class Case:
+    """One row of a table: a server and the requests it is loaded with (a fresh pool every round)."""
+
+    name: str
+    served: Served
+    make_pool: Callable[[], Pool]
+    marker: str = NEWS_MARKER
+    distinct: bool = True
 
 
 @contextlib.contextmanager
@@ -214,7 +278,7 @@ def serving(
     try:
         nginx = NginxServer(directory / "nginx", uwsgi.socket_path).start()
         try:
-            yield Served(nginx.url, uwsgi)
+            yield Served(nginx.url, uwsgi, nginx)
         finally:
             nginx.stop()
     finally:
@@ -268,73 +332,94 @@ class Bench:
         print(f"  {name}: {result.requests_per_second:.0f} req/s", file=sys.stderr, flush=True)
         return result
 
+    def measure_case(self, case: Case, redis: RedisServer) -> Result:
+        """One round of a case, with the CPU each process spent on it."""
+        pool = case.make_pool()
+        groups = case.served.process_groups(redis)
+        before = {column: cpu_time.cpu_seconds(pids) for column, pids in groups.items()}
+        wrk_before = cpu_time.children_cpu_seconds()
+        counters = cpu_time.cpu_counters()
+        result = self.measure(case.name, case.served.url, pool, case.marker, case.distinct)
+        stolen = cpu_time.stolen_fraction(counters, cpu_time.cpu_counters())
+        spent = {column: cpu_time.cpu_seconds(pids) - before[column] for column, pids in groups.items()}
+        spent["wrk"] = cpu_time.children_cpu_seconds() - wrk_before
+        requests = max(1, result.requests)
+        result.cpu_us = {column: spent[column] / requests * 1e6 for column in CPU_COLUMNS}
+        result.stolen = stolen
+        return result
+
+    def measure_rounds(self, cases: list[Case], rounds: int, redis: RedisServer) -> list[Result]:
+        """Every case once per round, in the same order each round; one combined row per case."""
+        collected: dict[str, list[Result]] = {case.name: [] for case in cases}
+        for _ in range(rounds):
+            for case in cases:
+                collected[case.name].append(self.measure_case(case, redis))
+        return [combine(case.name, collected[case.name]) for case in cases]
+
     def warm_up(self, url: str) -> None:
         if self.warm_up_seconds > 0:
             run_wrk(url, self.keyword_pool(2_000), self.warm_up_seconds, self.connections)
 
 
-def measure_ours(bench: Bench, directory: Path, redis: RedisServer, log_level: str) -> list[Result]:
-    """Every case against this project, at one log level."""
-    results = []
-    with serving(directory, None, app_env(redis, log_level)) as served:
-        url = served.url
-        bench.warm_up(url)
-        results.append(bench.measure(OURS_KEYWORD_ROW, url, bench.keyword_pool(), NEWS_MARKER))
-        default = plain_pool(bench.pool_size, default_message, bench.numbers())
-        results.append(bench.measure("this project: default reply (echo)", url, default, "随便说点什么"))
-        clicks = plain_pool(bench.pool_size, click_event, bench.numbers())
-        results.append(bench.measure("this project: CLICK event", url, clicks, "text"))
-        safe_size = bench.pool_size // 2  # encryption makes this case slower; the pool still outlasts it
-        safe = safe_pool(safe_size, bench.numbers(safe_size))
-        results.append(bench.measure(OURS_SAFE_ROW, url, safe, "MsgSignature"))
-        # One message: the check answers it first, then each wrk thread re-sends it (a thread with an empty
-        # slice of the pool would send nothing valid and count errors).
-        retry = bench.keyword_pool(1) * 3
-        results.append(bench.measure("this project: retry of answered msg", url, retry, NEWS_MARKER, distinct=False))
-    return results
+def measure_peers(bench: Bench, directory: Path, redis: RedisServer, rounds: int) -> list[Result]:
+    """The main table: ours (every case, INFO as in production), ours at WARNING, WeRoBot, the ceiling, and
+    ours without Redis (for the CPU table only), all running side by side, measured in rounds."""
+    unreachable = f"redis://127.0.0.1:{free_port()}/0"
+    with contextlib.ExitStack() as stack:
+
+        def start(name: str, wsgi_file: Path | None, env: dict[str, str]) -> Served:
+            served = stack.enter_context(serving(directory / name, wsgi_file, env))
+            bench.warm_up(served.url)
+            return served
+
+        ours = start("ours", None, app_env(redis))
+        warning = start("ours-warning", None, app_env(redis, "WARNING"))
+        no_redis = start("ours-no-redis", None, {**app_env(redis), "REDIS_URL": unreachable})
+        werobot = start("werobot", ROOT / "bench/werobot_app.py", app_env(redis))
+        bare = start("bare", ROOT / "bench/bare_app.py", app_env(redis))
+
+        def safe() -> Pool:
+            size = bench.pool_size // 2  # encryption makes this case slower; the pool still outlasts it
+            return safe_pool(size, bench.numbers(size))
+
+        cases = [
+            Case(OURS_KEYWORD_ROW, ours, bench.keyword_pool),
+            Case(OURS_WARNING_ROW, warning, bench.keyword_pool),
+            Case("this project: default reply (echo)", ours,
+                 lambda: plain_pool(bench.pool_size, default_message, bench.numbers()), "随便说点什么"),
+            Case("this project: CLICK event", ours,
+                 lambda: plain_pool(bench.pool_size, click_event, bench.numbers()), "text"),
+            Case(OURS_SAFE_ROW, ours, safe, "MsgSignature"),
+            # One message: the check answers it first, then each wrk thread re-sends it (a thread with an
+            # empty slice of the pool would send nothing valid and count errors).
+            Case("this project: retry of answered msg", ours, lambda: bench.keyword_pool(1) * 3, distinct=False),
+            Case(WEROBOT_ROW, werobot, bench.keyword_pool),
+            Case(CEILING_ROW, bare, bench.keyword_pool, "<xml>"),
+            Case(NO_REDIS_ROW, no_redis, bench.keyword_pool),
+        ]
+        return bench.measure_rounds(cases, rounds, redis)
 
 
-def measure_keyword_only(
-    bench: Bench, directory: Path, name: str, wsgi_file: Path | None, env: dict[str, str], marker: str = NEWS_MARKER,
-    workers: int = 1,
-) -> Result:
-    with serving(directory, wsgi_file, env, workers=workers) as served:
-        bench.warm_up(served.url)
-        return bench.measure(name, served.url, bench.keyword_pool(), marker)
-
-
-def measure_peers(bench: Bench, directory: Path, redis: RedisServer) -> list[Result]:
-    """The main table: ours (every case, INFO as in production), ours at WARNING, WeRoBot, the ceiling."""
-    results = measure_ours(bench, directory / "ours", redis, "INFO")
-    warning = measure_keyword_only(
-        bench, directory / "ours-warning", f"{OURS_KEYWORD_ROW}, LOG_LEVEL=WARNING", None,
-        app_env(redis, "WARNING"),
-    )
-    results.insert(1, warning)
-    results.append(measure_keyword_only(
-        bench, directory / "werobot", WEROBOT_ROW, ROOT / "bench/werobot_app.py", app_env(redis)
-    ))
-    results.append(measure_keyword_only(
-        bench, directory / "bare", CEILING_ROW, ROOT / "bench/bare_app.py", app_env(redis), marker="<xml>"
-    ))
-    return results
-
-
-def format_table(results: list[Result], werobot: float, ceiling: float) -> str:
+def format_table(results: list[Result], peers: Sequence[tuple[str, Result]]) -> str:
+    """req/s, latency and errors of each row, and its ratio to each peer (a column per peer)."""
     names = [result.name + (" (pool repeated!)" if result.pool_repeated else "") for result in results]
-    widths = (max(44, *map(len, names)), 7, 7, 7, 6, 9, 9)
-    lines = [
-        table_row(("case", "req/s", "p50 ms", "p99 ms", "errors", "× WeRoBot", "× ceiling"), widths),
-        "|" + "|".join("-" * (width + 2) for width in widths) + "|",
-    ]
+    widths = (max(44, *map(len, names)), 7, 7, 7, 6, *(max(9, len(label)) for label, _ in peers))
+    header = ("case", "req/s", "p50 ms", "p99 ms", "errors", *(label for label, _ in peers))
+    lines = [table_row(header, widths), "|" + "|".join("-" * (width + 2) for width in widths) + "|"]
     for name, result in zip(names, results, strict=True):
         cells = (
             name, f"{result.requests_per_second:.0f}", f"{result.p50_ms:.2f}", f"{result.p99_ms:.2f}",
-            str(result.errors), f"{result.requests_per_second / werobot:.2f}",
-            f"{result.requests_per_second / ceiling:.2f}",
+            str(result.errors), *(f"{ratio(result, peer):.2f}" for _, peer in peers),
         )
         lines.append(table_row(cells, widths))
     return "\n".join(lines)
+
+
+def main_table(results: list[Result]) -> str:
+    """The shipped cases, WeRoBot and the ceiling, with their ratios to WeRoBot and to the ceiling."""
+    named = by_name(results)
+    shown = [result for result in results if result.name != NO_REDIS_ROW]
+    return format_table(shown, [("× WeRoBot", named[WEROBOT_ROW]), ("× ceiling", named[CEILING_ROW])])
 
 
 def table_row(cells: Sequence[str], widths: Sequence[int]) -> str:
@@ -348,7 +433,8 @@ def by_name(results: list[Result]) -> dict[str, Result]:
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--seconds", type=float, default=8, help="wrk duration per case")
+    parser.add_argument("--seconds", type=float, default=3, help="wrk duration per case and round")
+    parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--connections", type=int, default=8)
     args = parser.parse_args()
     bench = Bench(args.seconds, args.connections)
@@ -356,11 +442,10 @@ def main() -> int:
         directory = Path(temp)
         redis = RedisServer(directory / "redis").start()
         try:
-            results = measure_peers(bench, directory, redis)
+            results = measure_peers(bench, directory, redis, args.rounds)
         finally:
             redis.stop()
-    named = by_name(results)
-    print(format_table(results, named[WEROBOT_ROW].requests_per_second, named[CEILING_ROW].requests_per_second))
+    print(main_table(results))
     return 0
 
 

@@ -21,6 +21,8 @@ SECTIONS = (
     "WeRoBot 1.13.1: keyword",
     "bare WSGI (ceiling)",
     "LOG_LEVEL=WARNING",
+    "## Where the time goes under load",
+    "Redis unreachable",
     "## How cost grows",
     "## In-process cost per message",
     "median µs",

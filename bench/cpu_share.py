@@ -1,0 +1,70 @@
+"""Where the time goes under load: the CPU each process (the uWSGI worker, nginx, Redis, wrk) spends per
+request in the keyword case (and ours in safe mode), for this project, WeRoBot and the bare function, from
+the main table's rounds.
+
+One more row serves this project with Redis unreachable, so that dedupe runs in uWSGI's shared cache
+alone (local_dedupe.py): not a mode we ship (the issues require Redis), but it shows what the Redis
+round trip costs and what the rest of our request path reaches without it.
+"""
+
+from __future__ import annotations
+
+import compare
+
+
+def section(results: list[compare.Result], connections: int) -> str:
+    named = compare.by_name(results)
+    ours = named[compare.OURS_KEYWORD_ROW]
+    no_redis = named[compare.NO_REDIS_ROW]
+    werobot = named[compare.WEROBOT_ROW]
+    bare = named[compare.CEILING_ROW]
+    safe = named[compare.OURS_SAFE_ROW]
+    rows = [ours, safe, no_redis, werobot, bare]
+    widths = (max(len(result.name) for result in rows), 7, 9, *(8,) * len(compare.CPU_COLUMNS))
+    header = ("case", "req/s", "× WeRoBot", *(f"{column} µs" for column in compare.CPU_COLUMNS))
+    lines = [compare.table_row(header, widths), "|" + "|".join("-" * (width + 2) for width in widths) + "|"]
+    for result in rows:
+        cells = (
+            result.name, f"{result.requests_per_second:.0f}", f"{compare.ratio(result, werobot):.2f}",
+            *(f"{result.cpu_us[column]:.0f}" for column in compare.CPU_COLUMNS),
+        )
+        lines.append(compare.table_row(cells, widths))
+
+    def worker(result: compare.Result) -> float:
+        return result.cpu_us["uWSGI"]
+
+    claim_in_worker = worker(ours) - worker(no_redis)
+    claim_in_all = claim_in_worker + ours.cpu_us["Redis"]
+    # One worker answers one request at a time, and all of them are busy most of the run: twice WeRoBot's
+    # rate leaves our worker about half of WeRoBot's worker CPU per request.
+    budget = worker(werobot) / 2
+    stolen = max(result.stolen for result in rows)
+    return "\n".join([
+        "## Where the time goes under load",
+        "",
+        "CPU time per request of each process, summed over the main table's rounds of the keyword case "
+        "(and of our safe-mode case) "
+        "(bench/cpu_time.py reads /proc before and after each round). The uWSGI column is the one worker "
+        "and its idle master; wrk's is the load generator, on the same two cores. Rates are the main "
+        f"table's. The hypervisor took up to {stolen:.0%} of the machine's CPU during these rounds (steal).",
+        "",
+        *lines,
+        "",
+        f"- The Redis claim (one Lua round trip per message) costs our worker {claim_in_worker:.0f} µs of CPU per "
+        f"request and Redis {ours.cpu_us['Redis']:.0f} µs more, on the same cores: {claim_in_all:.0f} µs "
+        f"together, against {worker(werobot):.0f} µs for the whole of WeRoBot's worker.",
+        f"- Twice WeRoBot's rate leaves our worker about half of WeRoBot's worker CPU: {budget:.0f} µs per "
+        f"request. The bare function's worker (uWSGI's own share) takes {worker(bare):.0f} µs and our Redis claim "
+        f"{claim_in_worker:.0f} µs: {budget - worker(bare) - claim_in_worker:.0f} µs would be left for checking, "
+        "parsing, routing, rendering and logging a message, which cost about 130 µs in process "
+        "(In-process cost, below).",
+        f"- Safe mode costs our worker {worker(safe) - worker(ours):.0f} µs more per request than plaintext, and "
+        f"nginx and wrk {safe.cpu_us['nginx'] + safe.cpu_us['wrk'] - ours.cpu_us['nginx'] - ours.cpu_us['wrk']:.0f} "
+        "µs more (an envelope about twice the size each way); the in-process table below has the Python side.",
+        f"- Without the Redis round trip our worker takes {worker(no_redis):.0f} µs per request "
+        f"({compare.ratio(no_redis, werobot):.2f} × WeRoBot's rate); with it, {worker(ours):.0f} µs "
+        f"({compare.ratio(ours, werobot):.2f} ×).",
+        f"- With {connections} connections on one worker the mean latency is {connections} / throughput: "
+        f"{connections / ours.requests_per_second * 1000:.1f} ms at our keyword rate, so a p99 of 5 ms needs well "
+        f"over {connections / 0.005:,.0f} req/s and almost no spread.",
+    ])
