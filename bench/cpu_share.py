@@ -58,9 +58,10 @@ def section(results: list[compare.Result], connections: int) -> str:
         f"{claim_in_worker:.0f} µs: {budget - worker(bare) - claim_in_worker:.0f} µs would be left for checking, "
         "parsing, routing, rendering and logging a message, which cost about 130 µs in process "
         "(In-process cost, below).",
-        f"- Safe mode costs our worker {worker(safe) - worker(ours):.0f} µs more per request than plaintext, and "
-        f"nginx and wrk {safe.cpu_us['nginx'] + safe.cpu_us['wrk'] - ours.cpu_us['nginx'] - ours.cpu_us['wrk']:.0f} "
-        "µs more (an envelope about twice the size each way); the in-process table below has the Python side.",
+        f"- Safe mode costs our worker {worker(safe) - worker(ours):+.0f} µs per request against plaintext, and "
+        f"nginx and wrk {safe.cpu_us['nginx'] + safe.cpu_us['wrk'] - ours.cpu_us['nginx'] - ours.cpu_us['wrk']:+.0f} "
+        "µs together (its envelope is about twice the size each way); the in-process table below has the "
+        "Python side.",
         f"- Without the Redis round trip our worker takes {worker(no_redis):.0f} µs per request "
         f"({compare.ratio(no_redis, werobot):.2f} × WeRoBot's rate); with it, {worker(ours):.0f} µs "
         f"({compare.ratio(ours, werobot):.2f} ×).",
