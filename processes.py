@@ -126,13 +126,14 @@ class ManagedProcess:
         except FileNotFoundError:
             return ""
 
-    def wait_for_log(self, text: str, timeout: float = 5.0) -> str:
-        """The log once it contains `text` (uWSGI's master writes a worker's lines a moment after the
-        response went out); the log as it is if `text` never shows up."""
+    def wait_for_log(self, text: str, timeout: float = 5.0, count: int = 1) -> str:
+        """The log once it contains `text` (`count` times or more): each worker writes its lines in
+        batches (logs.py), so one worker's lines can show up before another's that came earlier. The log
+        as it is if they never show up."""
         deadline = time.monotonic() + timeout
         while True:
             log = self.log_text()
-            if text in log or time.monotonic() >= deadline:
+            if log.count(text) >= count or time.monotonic() >= deadline:
                 return log
             time.sleep(0.05)
 

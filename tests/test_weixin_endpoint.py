@@ -316,7 +316,8 @@ def test_while_redis_is_down_retries_are_deduped_in_the_servers_shared_memory(st
     query, body = prepare(text("微博"), TEST_TOKEN)
     replies = [deliver(app.url + "/weixin", query, body).text for _ in range(3)]
     assert replies[0] == replies[1] == replies[2] and "<MsgType><![CDATA[news]]>" in replies[0]
-    log = app.process.wait_for_log("dedupe=retry-answered-local")
+    app.process.wait_for_log("dedupe=retry-answered-local", count=2)
+    log = app.process.wait_for_log("dedupe=first-local")
     assert "dedupe=first-local" in log and log.count("dedupe=retry-answered-local") >= 2
 
 
