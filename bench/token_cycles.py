@@ -6,25 +6,21 @@ real processes, and many consumer threads that read the token from Redis and cal
 
 from __future__ import annotations
 
-import collections
-import os
 import sys
-import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
 
 import redis
-import requests
 
 ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
 from processes import ManagedProcess, RedisServer  # noqa: E402
-from sandbox.platform import DEFAULT_SECRET, FakeWeChat  # noqa: E402
+from sandbox.platform import FakeWeChat  # noqa: E402
 from sandbox.server import SandboxServer  # noqa: E402
-from token_service.consumer import TokenUnavailable, get_access_token  # noqa: E402
+from sandbox.token_load import TokenConsumers, daemon_environment, short_cycle_settings  # noqa: E402
 
 STABLE_TOKEN = "/cgi-bin/stable_token"
 
@@ -46,75 +42,6 @@ class TokenCycles:
         return self.stable_token_calls / max(1, self.tokens_seen)
 
 
-class Consumers:
-    """Threads that each read the token (one Redis GET) and call getcallbackip with it, in a loop."""
-
-    def __init__(self, client: redis.Redis, sandbox: SandboxServer, count: int, pause: float) -> None:
-        self.client, self.sandbox, self.pause = client, sandbox, pause
-        self.stop = threading.Event()
-        self.errcodes: collections.Counter[int] = collections.Counter()
-        self.failures = 0  # requests that raised (timeouts, refused connections)
-        self.unavailable_after_first = 0
-        self.lock = threading.Lock()
-        self.threads = [threading.Thread(target=self._run, name=f"consumer-{n}", daemon=True) for n in range(count)]
-
-    def _run(self) -> None:
-        session = requests.Session()
-        had_token = False
-        appid = self.sandbox.platform.appid
-        while not self.stop.is_set():
-            try:
-                token = get_access_token(self.client, appid)
-            except TokenUnavailable:
-                with self.lock:
-                    self.unavailable_after_first += had_token
-                self.stop.wait(0.05)
-                continue
-            had_token = True
-            try:
-                answer = session.get(
-                    self.sandbox.url + "/cgi-bin/getcallbackip", params={"access_token": token}, timeout=5
-                ).json()
-                with self.lock:
-                    self.errcodes[int(answer.get("errcode", 0))] += 1
-            except (requests.RequestException, ValueError):
-                with self.lock:
-                    self.failures += 1
-            self.stop.wait(self.pause)
-
-    def __enter__(self) -> Consumers:
-        for thread in self.threads:
-            thread.start()
-        return self
-
-    def __exit__(self, *exc_info: object) -> None:
-        self.stop.set()
-        for thread in self.threads:
-            thread.join(10)
-
-
-def daemon_env(sandbox: SandboxServer, redis_server: RedisServer, overlap: float) -> dict[str, str]:
-    """As tests/token_service/conftest.py starts the daemons: short leases and backoffs for short cycles."""
-    env = {key: value for key, value in os.environ.items() if not key.startswith(("WECHAT_", "TOKEN_"))}
-    env.update({
-        "WECHAT_APPID": sandbox.platform.appid,
-        "WECHAT_APPSECRET": DEFAULT_SECRET,
-        "REDIS_URL": redis_server.url,
-        "WECHAT_API_BASE": sandbox.url,
-        "TOKEN_OVERLAP_SECONDS": str(overlap),
-        "TOKEN_EXPIRY_MARGIN_SECONDS": str(min(0.8, overlap / 4)),
-        "TOKEN_LOCK_LEASE_SECONDS": "1",
-        "TOKEN_HTTP_TIMEOUT_SECONDS": "2",
-        "TOKEN_BACKOFF_SECONDS": "0.2",
-        "TOKEN_BACKOFF_CAP_SECONDS": "1",
-        "TOKEN_FORCE_SPACING_SECONDS": "0",
-        "LOG_LEVEL": "INFO",
-        "DOTENV_FILE": "/dev/null",
-        "PYTHONPATH": str(ROOT),
-    })
-    return env
-
-
 def measure_token_cycles(
     directory: Path,
     redis_server: RedisServer,
@@ -133,8 +60,8 @@ def measure_token_cycles(
     processes: list[ManagedProcess] = []
     started = time.monotonic()
     try:
-        with Consumers(client, sandbox, consumers, pause) as running:
-            env = daemon_env(sandbox, redis_server, overlap)
+        with TokenConsumers(client, sandbox, consumers, pause) as running:
+            env = daemon_environment(short_cycle_settings(sandbox, redis_server.url, overlap))
             for number in range(daemons):
                 argv = [sys.executable, "-m", "token_service", "run"]
                 log = directory / f"daemon-{number}.log"

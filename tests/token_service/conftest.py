@@ -4,7 +4,6 @@ token daemons as real subprocesses or as threads of the test process."""
 from __future__ import annotations
 
 import contextlib
-import os
 import sys
 import threading
 import time
@@ -14,9 +13,10 @@ from pathlib import Path
 import pytest
 import redis
 
-from processes import PROJECT_ROOT, ManagedProcess, RedisServer
-from sandbox.platform import DEFAULT_SECRET, FakeWeChat
+from processes import ManagedProcess, RedisServer
+from sandbox.platform import FakeWeChat
 from sandbox.server import SandboxServer
+from sandbox.token_load import daemon_environment, short_cycle_settings
 from token_service.daemon import TokenDaemon
 from token_service.settings import load_token_settings
 from token_service.store import Credential, TokenStore
@@ -60,22 +60,7 @@ def sandbox(make_sandbox: Callable[..., SandboxServer]) -> SandboxServer:
 
 
 def daemon_env(sandbox: SandboxServer, redis_server: RedisServer, **extra: str) -> dict[str, str]:
-    env = {
-        "WECHAT_APPID": sandbox.platform.appid,
-        "WECHAT_APPSECRET": DEFAULT_SECRET,
-        "REDIS_URL": redis_server.url,
-        "WECHAT_API_BASE": sandbox.url,
-        "TOKEN_OVERLAP_SECONDS": str(OVERLAP),
-        "TOKEN_EXPIRY_MARGIN_SECONDS": "0.8",
-        "TOKEN_LOCK_LEASE_SECONDS": "1",
-        "TOKEN_HTTP_TIMEOUT_SECONDS": "2",
-        "TOKEN_BACKOFF_SECONDS": "0.2",
-        "TOKEN_BACKOFF_CAP_SECONDS": "1",
-        "TOKEN_FORCE_SPACING_SECONDS": "0",
-        "LOG_LEVEL": "INFO",
-    }
-    env.update(extra)
-    return env
+    return short_cycle_settings(sandbox, redis_server.url, OVERLAP, **extra)
 
 
 @pytest.fixture()
@@ -84,11 +69,9 @@ def start_daemon_process(tmp_path: Path) -> Iterator[Callable[..., ManagedProces
     processes: list[ManagedProcess] = []
 
     def start(env: dict[str, str], name: str = "daemon") -> ManagedProcess:
-        full_env = {key: value for key, value in os.environ.items() if not key.startswith(("WECHAT_", "TOKEN_"))}
-        full_env.update(env)
-        full_env["PYTHONPATH"] = str(PROJECT_ROOT)
         argv = [sys.executable, "-m", "token_service", "run"]
-        process = ManagedProcess(name, argv, tmp_path / f"{name}-{len(processes)}.log", env=full_env).start()
+        log = tmp_path / f"{name}-{len(processes)}.log"
+        process = ManagedProcess(name, argv, log, env=daemon_environment(env)).start()
         processes.append(process)
         return process
 

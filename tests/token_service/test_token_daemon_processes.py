@@ -3,7 +3,6 @@ several, no gap, compare-and-refresh, failover on SIGKILL, clean SIGTERM, warm s
 
 from __future__ import annotations
 
-import collections
 import json
 import signal
 import threading
@@ -16,8 +15,9 @@ import requests
 from processes import ManagedProcess, RedisServer
 from sandbox.platform import DEFAULT_SECRET
 from sandbox.server import SandboxServer
+from sandbox.token_load import TokenConsumers
 from tests.token_service.conftest import OVERLAP, daemon_env, seed_token, token_watcher, wait_until
-from token_service.consumer import TokenUnavailable, get_access_token, request_refresh
+from token_service.consumer import get_access_token, request_refresh
 from token_service.store import TokenStore
 
 STABLE = "/cgi-bin/stable_token"
@@ -40,48 +40,6 @@ def leader_pid(store: TokenStore) -> int | None:
     return int(holder.split(":")[1]) if holder else None
 
 
-class Consumers:
-    """N threads that read the token from Redis and use it on a WeChat API, recording the answers."""
-
-    def __init__(self, client: redis.Redis, sandbox: SandboxServer, count: int) -> None:
-        self.client, self.sandbox, self.count = client, sandbox, count
-        self.stop = threading.Event()
-        self.errcodes: collections.Counter[int] = collections.Counter()
-        self.unavailable_after_first = 0
-        self.lock = threading.Lock()
-        self.threads = [threading.Thread(target=self._run, daemon=True) for _ in range(count)]
-
-    def _run(self) -> None:
-        session = requests.Session()
-        had_token = False
-        appid = self.sandbox.platform.appid
-        while not self.stop.is_set():
-            try:
-                token = get_access_token(self.client, appid)
-            except TokenUnavailable:
-                with self.lock:
-                    self.unavailable_after_first += had_token
-                self.stop.wait(0.05)
-                continue
-            had_token = True
-            answer = session.get(
-                self.sandbox.url + "/cgi-bin/getcallbackip", params={"access_token": token}, timeout=5
-            ).json()
-            with self.lock:
-                self.errcodes[answer.get("errcode", 0)] += 1
-            self.stop.wait(0.03)
-
-    def __enter__(self) -> Consumers:
-        for thread in self.threads:
-            thread.start()
-        return self
-
-    def __exit__(self, *exc_info: object) -> None:
-        self.stop.set()
-        for thread in self.threads:
-            thread.join(10)
-
-
 def test_three_daemons_and_twenty_consumers_make_one_token_call_per_cycle(
     make_sandbox: Callable[..., SandboxServer],
     redis_server: RedisServer,
@@ -92,7 +50,7 @@ def test_three_daemons_and_twenty_consumers_make_one_token_call_per_cycle(
     platform = sandbox.platform
     env = daemon_env(sandbox, redis_server)
     key = token_key(platform.appid)
-    with token_watcher(redis_client, key) as seen, Consumers(redis_client, sandbox, 20) as consumers:
+    with token_watcher(redis_client, key) as seen, TokenConsumers(redis_client, sandbox, 20) as consumers:
         daemons = [start_daemon_process(env, f"daemon{index}") for index in range(3)]
         # The first token, then three rotations (each cycle is lifetime - lead, about 6 s).
         wait_until(lambda: len(seen["values"]) >= 4, timeout=40, interval=0.1)
@@ -100,7 +58,7 @@ def test_three_daemons_and_twenty_consumers_make_one_token_call_per_cycle(
     assert calls == len(seen["values"]) == 4, (calls, platform.call_counts())
     assert consumers.errcodes[0] > 200
     assert not REJECTED & set(consumers.errcodes), consumers.errcodes
-    assert consumers.unavailable_after_first == 0
+    assert consumers.unavailable_after_first == 0 and consumers.failures == 0
     assert seen["gaps"] == 0 and seen["without_ttl"] == 0
     assert platform.calls("/cgi-bin/token") == 0  # stable_token is the default
     assert sum("is now the leader" in daemon.log_text() for daemon in daemons) == 1
