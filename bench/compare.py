@@ -133,12 +133,10 @@ class Result:
 
 
 def ratio(result: Result, peer: Result) -> float:
-    """How many times `peer`'s rate: the median of the round-by-round ratios when both ran in the same
-    rounds (each pair measured seconds apart), else the plain quotient."""
-    if result.round_rates and len(result.round_rates) == len(peer.round_rates):
-        pairs = zip(result.round_rates, peer.round_rates, strict=True)
-        return statistics.median(ours / theirs for ours, theirs in pairs)
-    return result.requests_per_second / peer.requests_per_second
+    """How many times `peer`'s rate: the median of the round-by-round ratios (both rows come from the same
+    rounds of measure_rounds, each pair measured seconds apart)."""
+    pairs = zip(result.round_rates, peer.round_rates, strict=True)
+    return statistics.median(ours / theirs for ours, theirs in pairs)
 
 
 def combine(name: str, rounds: list[Result]) -> Result:
