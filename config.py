@@ -44,6 +44,8 @@ class Settings:
     public_base_url: str = ""
     open_base: str = "https://open.weixin.qq.com"
     session_secret: str = ""
+    # /health shows its details (token age, Redis latency) to the server itself or to this token.
+    health_token: str = ""
 
     def __repr__(self) -> str:  # never print secrets, even by accident in a traceback
         return f"Settings(appid={self.appid!r}, redis_url={redact_url(self.redis_url)!r}, api_base={self.api_base!r})"
@@ -148,6 +150,10 @@ def load_settings(
     if session_secret and len(session_secret) < 16:
         raise ConfigError("SESSION_SECRET must be at least 16 characters (or leave it unset to derive one)")
 
+    health_token = get("HEALTH_TOKEN")
+    if health_token and not re.fullmatch(r"[A-Za-z0-9_-]{16,128}", health_token):
+        raise ConfigError("HEALTH_TOKEN must be 16-128 letters, digits, '_' or '-' (e.g. from `openssl rand -hex 16`)")
+
     books_api_base = get("BOOKS_API_BASE", Settings.books_api_base).rstrip("/")
     if not re.match(r"^https?://[^/\s]+", books_api_base):
         raise ConfigError("BOOKS_API_BASE must be an http(s) URL such as https://openlibrary.org")
@@ -184,4 +190,5 @@ def load_settings(
         public_base_url=public_base_url,
         open_base=open_base,
         session_secret=session_secret,
+        health_token=health_token,
     )

@@ -1,10 +1,13 @@
 """GET /health for monitors: the app answers, Redis is reachable, and how old token_service's access_token is.
 
-HTTP 200 while Redis answers (a missing token is reported, not a failure), 503 when it does not.
+HTTP 200 while Redis answers (a missing token is reported, not a failure), 503 when it does not. The public
+sees only that status (`{"status": "ok"}`); the details (Redis latency, token age, WeChat's last errcode)
+need a request from the server itself (127.0.0.1, ::1) or the HEALTH_TOKEN in an `X-Health-Token` header.
 """
 
 from __future__ import annotations
 
+import hmac
 import json
 import logging
 import threading
@@ -24,6 +27,9 @@ log = logging.getLogger("weixin.health")
 # A monitor must get its answer quickly even when Redis hangs; one try, no retry, half a second.
 REDIS_TIMEOUT_SECONDS = 0.5
 JSON_CONTENT_TYPE = "application/json; charset=utf-8"
+# The server's own address: `curl http://127.0.0.1/health` on the host shows everything. Other loopback
+# addresses (127.0.0.2, ...) count as the public, which lets the tests play a remote monitor.
+LOCAL_ADDRESSES = frozenset({"127.0.0.1", "::1"})
 
 _lock = threading.Lock()
 _settings: Settings | None = None
@@ -80,6 +86,19 @@ def health_report(client: redis.Redis, appid: str, now: float | None = None) -> 
     return 200, report
 
 
+def may_see_details(environ: dict[str, Any], health_token: str) -> bool:
+    """A request from the server itself, or one carrying the configured HEALTH_TOKEN (constant-time)."""
+    if environ.get("REMOTE_ADDR") in LOCAL_ADDRESSES:
+        return True
+    offered = environ.get("HTTP_X_HEALTH_TOKEN", "")
+    return bool(health_token) and hmac.compare_digest(offered.encode(), health_token.encode())
+
+
+def public_report(status: int) -> dict[str, Any]:
+    """What anyone may see: up or down."""
+    return {"status": "ok" if status == 200 else "unhealthy"}
+
+
 def _current_settings() -> Settings:
     global _settings
     with _lock:
@@ -92,14 +111,18 @@ class Health:
     """The web.py view for /health (index.py's URL map)."""
 
     def GET(self) -> str:
+        health_token = ""
         try:
             settings = _current_settings()
+            health_token = settings.health_token
             status, report = health_report(health_client(settings.redis_url), settings.appid)
             if status != 200:
                 log.warning("health: Redis at %s is unreachable", redact_url(settings.redis_url))
         except Exception:  # a monitor gets JSON, never a traceback
             log.exception("health check failed")
             status, report = 503, {"status": "unhealthy", "app": "up", "error": "health check failed; see the log"}
+        if not may_see_details(web.ctx.env, health_token):
+            report = public_report(status)
         web.ctx.status = "200 OK" if status == 200 else "503 Service Unavailable"
         web.header("Content-Type", JSON_CONTENT_TYPE)
         web.header("Cache-Control", "no-store")

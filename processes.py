@@ -397,6 +397,7 @@ class NginxServer:
         cert, key = self_signed_certificate(self.directory)
         locations = (PROJECT_ROOT / "nginx/weixin-locations.conf").read_text()
         locations = locations.replace("/srv/weixin/", f"{PROJECT_ROOT}/")
+        locations = locations.replace("/var/log/nginx/", f"{self.directory}/")
         (self.directory / "weixin-locations.conf").write_text(locations)
         site = (PROJECT_ROOT / "nginx/weixin.conf").read_text()
         site = "\n".join(line for line in site.splitlines() if "[::]" not in line)  # loopback IPv4 only

@@ -76,3 +76,8 @@ def test_the_app_refuses_to_start_with_a_bad_aes_key_in_one_line(tmp_path: Path)
     assert result.stderr.strip() == (
         "configuration error: WECHAT_ENCODING_AES_KEY must be exactly 43 letters or digits, got 42 characters"
     )
+
+
+def test_a_health_token_too_short_to_be_secret_is_refused_in_one_line() -> None:
+    with pytest.raises(ConfigError, match=r"^HEALTH_TOKEN must be 16-128 letters"):
+        load_settings({"WECHAT_TOKEN": "abc123", "HEALTH_TOKEN": "short"}, dotenv_path=Path("/dev/null"))

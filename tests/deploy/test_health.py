@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import time
 
 import redis
@@ -56,3 +57,34 @@ def test_health_answers_503_quickly_when_redis_is_unreachable(start_app) -> None
     assert report["status"] == "unhealthy" and report["app"] == "up"
     assert report["redis"] == {"reachable": False, "error": "ConnectionError"}
     assert "Traceback" not in response.text + app.process.log_text()
+
+
+def get_from(url: str, source: str, headers: dict[str, str] | None = None) -> tuple[int, dict]:
+    """GET from another loopback address: the app sees a visitor, not the server itself."""
+    import http.client
+    from urllib.parse import urlsplit
+
+    parts = urlsplit(url)
+    connection = http.client.HTTPConnection(parts.hostname, parts.port, timeout=5, source_address=(source, 0))
+    try:
+        connection.request("GET", parts.path, headers=headers or {})
+        response = connection.getresponse()
+        return response.status, json.loads(response.read())
+    finally:
+        connection.close()
+
+
+def test_health_shows_a_visitor_only_up_or_down_and_the_details_to_the_health_token(start_app) -> None:
+    token = "health-token-for-monitors-0001"
+    app = start_app(HEALTH_TOKEN=token)
+    assert get_from(app.url + "/health", "127.0.0.2") == (200, {"status": "ok"})
+    assert get_from(app.url + "/health", "127.0.0.2", {"X-Health-Token": "wrong-token-000000000"}) == (
+        200, {"status": "ok"}
+    )
+    status, report = get_from(app.url + "/health", "127.0.0.2", {"X-Health-Token": token})
+    assert status == 200 and report["redis"]["reachable"] is True and "token" in report
+
+
+def test_health_shows_a_visitor_only_down_when_redis_is_unreachable(start_app) -> None:
+    app = start_app(REDIS_URL=f"redis://127.0.0.1:{free_port()}/0")
+    assert get_from(app.url + "/health", "127.0.0.2") == (503, {"status": "unhealthy"})
