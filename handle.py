@@ -35,6 +35,9 @@ TEXT_CONTENT_TYPE = "text/plain; charset=utf-8"
 NO_REPLY = "success"
 STATUS_PAGE = "WeChat endpoint is up. Point the console's URL here; WeChat signs every request.\n"
 MAX_DRAIN_BYTES = 16 * 1024 * 1024
+# Every /weixin answer: a browser must never guess a type (an echoed echostr or a reason rendered as HTML).
+NOSNIFF = ("X-Content-Type-Options", "nosniff")
+MAX_ECHOSTR_LENGTH = 128  # WeChat's echostr is a decimal number of about 19 digits
 
 
 @dataclass(frozen=True)
@@ -369,8 +372,12 @@ def respond_to_verification(environ: dict[str, Any]) -> Response:
         verify_query(query, runtime.settings)
         if "echostr" not in query:
             raise forbidden("missing echostr")
+        echostr = query["echostr"]
+        # The signature does not cover echostr: echo only what WeChat sends, never markup an attacker chose.
+        if not (0 < len(echostr) <= MAX_ECHOSTR_LENGTH and echostr.isascii() and echostr.isalnum()):
+            raise bad_request("echostr must be ASCII letters and digits")
         record.reply = "echostr"
-        return Response("200 OK", query["echostr"])
+        return Response("200 OK", echostr)
     except Rejected as error:
         return rejection(error, record)
     except Exception:
@@ -386,6 +393,7 @@ def respond_to_verification(environ: dict[str, Any]) -> Response:
 def _through_web_py(response: Response) -> str:
     web.ctx.status = response.status
     web.header("Content-Type", response.content_type)
+    web.header(*NOSNIFF)
     return response.body
 
 
@@ -405,16 +413,25 @@ WsgiApp = Callable[[dict[str, Any], Callable[..., Any]], Iterable[bytes]]
 def direct_message_route(web_py_app: WsgiApp) -> WsgiApp:
     """web.py middleware: POST /weixin goes straight to `respond_to_message`, the same code Handle.POST
     runs, skipping web.py's per-request setup (about 30 µs, a sixth of a message's cost); every other
-    request goes through web.py."""
+    request goes through web.py, and any other /weixin answer of web.py's own (405 for PUT) gets nosniff."""
 
     def application(environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterable[bytes]:
-        if environ.get("REQUEST_METHOD") == "POST" and environ.get("PATH_INFO") == "/weixin":
+        if environ.get("PATH_INFO") != "/weixin":
+            return web_py_app(environ, start_response)
+        if environ.get("REQUEST_METHOD") == "POST":
             response = respond_to_message(environ)
             body = response.body.encode("utf-8")
             start_response(
-                response.status, [("Content-Type", response.content_type), ("Content-Length", str(len(body)))]
+                response.status,
+                [("Content-Type", response.content_type), ("Content-Length", str(len(body))), NOSNIFF],
             )
             return [body]
-        return web_py_app(environ, start_response)
+
+        def start_with_nosniff(status: str, headers: list[tuple[str, str]], *exc_info: Any) -> Any:
+            if not any(name.lower() == "x-content-type-options" for name, _ in headers):
+                headers = [*headers, NOSNIFF]
+            return start_response(status, headers, *exc_info)
+
+        return web_py_app(environ, start_with_nosniff)
 
     return application
