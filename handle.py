@@ -134,11 +134,20 @@ def verify_query(query: dict[str, str], settings: Settings) -> None:
         raise forbidden("timestamp outside the allowed window")
 
 
-def read_body(environ: dict[str, Any], limit: int) -> bytes:
+def declared_length(environ: dict[str, Any]) -> int:
+    """Content-Length as a number (0 when absent). Only ASCII digits: int() would also take a sign, blanks,
+    underscores and non-ASCII digits, and a negative length would make stream.read() read to the end."""
+    raw = environ.get("CONTENT_LENGTH") or "0"
+    if not (raw.isascii() and raw.isdigit()):
+        raise bad_request("invalid Content-Length")
     try:
-        declared = int(environ.get("CONTENT_LENGTH") or 0)
-    except ValueError:
+        return int(raw)
+    except ValueError:  # more digits than int() converts (4,300)
         raise bad_request("invalid Content-Length") from None
+
+
+def read_body(environ: dict[str, Any], limit: int) -> bytes:
+    declared = declared_length(environ)
     if declared > limit:
         raise Rejected("413 Request Entity Too Large", "body too large")
     stream = environ.get("wsgi.input")
@@ -159,7 +168,10 @@ def drain_body(environ: dict[str, Any]) -> None:
     environ["weixin.body_read"] = True
     stream = environ.get("wsgi.input")
     try:
-        remaining = min(int(environ.get("CONTENT_LENGTH") or 0), MAX_DRAIN_BYTES)
+        remaining = min(declared_length(environ), MAX_DRAIN_BYTES)
+    except Rejected:  # a length we cannot trust: read nothing (a negative one would read to the end)
+        return
+    try:
         while stream is not None and remaining > 0:
             chunk = stream.read(min(remaining, 65536))
             if not chunk:

@@ -8,17 +8,23 @@
 
 from __future__ import annotations
 
+import io
 import os
+import socket
 import subprocess
 import sys
 import textwrap
 from pathlib import Path
+from typing import Any
+from urllib.parse import urlencode
 
 import pytest
 import requests
 
+import handle
+from processes import NginxServer, UwsgiServer
 from tests.conftest import TEST_AES_KEY, TEST_APPID, TEST_TOKEN
-from tests.wechat_requests import FIXTURES, deliver, fixture, post, signed_query, with_fresh_ids
+from tests.wechat_requests import FIXTURES, deliver, fixture, post, prepare, signed_query, with_fresh_ids
 
 ROOT = Path(__file__).resolve().parent.parent
 REPLIES = FIXTURES / "replies" / "url_placeholders.yaml"
@@ -138,3 +144,87 @@ def test_web_py_view_alone_says_nosniff_too(redis_server) -> None:
             assert f"{name} {method} 200 OK ['nosniff']" in result.stdout, result.stdout
 
 
+# --- item 11: Content-Length -------------------------------------------------------------------------
+
+
+class RecordingStream:
+    """A wsgi.input that records every read (a unit test of read_body/drain_body, pure functions)."""
+
+    def __init__(self, data: bytes) -> None:
+        self.data = io.BytesIO(data)
+        self.reads: list[Any] = []
+
+    def read(self, size: int = -1) -> bytes:
+        self.reads.append(size)
+        return self.data.read(size)
+
+
+def environ_with(content_length: str, body: bytes = b"<xml><a>1</a></xml>") -> dict[str, Any]:
+    return {"CONTENT_LENGTH": content_length, "wsgi.input": RecordingStream(body)}
+
+
+@pytest.mark.parametrize("content_length", [*BAD_CONTENT_LENGTHS, " 12", "١٢", "²"])
+def test_a_bad_content_length_is_400_and_neither_read_nor_drained(content_length: str) -> None:
+    environ = environ_with(content_length)
+    with pytest.raises(handle.Rejected) as refused:
+        handle.read_body(environ, 65536)
+    assert refused.value.status.startswith("400") and refused.value.reason == "invalid Content-Length"
+    handle.drain_body(environ)
+    assert environ["wsgi.input"].reads == []
+
+
+def test_a_valid_content_length_still_reads_exactly_that_many_bytes() -> None:
+    environ = environ_with("19")
+    assert handle.read_body(environ, 65536) == b"<xml><a>1</a></xml>"
+    assert environ["wsgi.input"].reads == [19]
+
+
+def raw_post(port: int, content_length: str, body: bytes, timeout: float = 10) -> bytes:
+    """A POST over a raw socket; the connection stays open for writing, so a server that waits for the
+    body it was promised would not answer until its own timeout."""
+    query = urlencode(signed_query(TEST_TOKEN))
+    with socket.create_connection(("127.0.0.1", port), timeout=timeout) as connection:
+        connection.sendall(
+            f"POST /weixin?{query} HTTP/1.1\r\nHost: x\r\nContent-Length: {content_length}\r\n"
+            "Connection: close\r\n\r\n".encode() + body
+        )
+        answer = b""
+        while chunk := connection.recv(65536):
+            answer += chunk
+        return answer
+
+
+@pytest.mark.parametrize("content_length", BAD_CONTENT_LENGTHS)
+def test_a_bad_content_length_over_a_raw_socket_is_400_from_the_app(app, content_length: str) -> None:
+    answer = raw_post(app.port, content_length, text_message("ping"))
+    head, _, body = answer.partition(b"\r\n\r\n")
+    assert head.startswith(b"HTTP/1.1 400"), answer[:300]
+    assert body == b"invalid Content-Length"
+    assert b"X-Content-Type-Options: nosniff" in head
+    assert_no_traceback(app)
+    # The server keeps answering.
+    assert send(app.url + "/weixin", text_message("ping")).status_code == 200
+
+
+@pytest.fixture(scope="module")
+def behind_nginx(tmp_path_factory: pytest.TempPathFactory, redis_server):
+    directory = tmp_path_factory.mktemp("input-nginx")
+    env = {"WECHAT_TOKEN": TEST_TOKEN, "WECHAT_APPID": TEST_APPID, "REDIS_URL": redis_server.url,
+           "DOTENV_FILE": "/dev/null", "REPLIES_FILE": str(REPLIES)}
+    uwsgi = UwsgiServer(directory / "uwsgi", env, workers=1).start()
+    try:
+        nginx = NginxServer(directory / "nginx", uwsgi.socket_path).start()
+        try:
+            yield nginx
+        finally:
+            nginx.stop()
+    finally:
+        uwsgi.stop()
+
+
+def test_a_bad_content_length_through_nginx_is_400(behind_nginx: NginxServer) -> None:
+    for content_length in ("-5", "1_0", "abc"):
+        answer = raw_post(behind_nginx.http_port, content_length, text_message("ping"))
+        assert answer.startswith(b"HTTP/1.1 400"), answer[:300]
+    query, body = prepare(text_message("ping"), TEST_TOKEN)
+    assert deliver(behind_nginx.url + "/weixin", query, body).status_code == 200
