@@ -183,7 +183,11 @@ def drain_body(environ: dict[str, Any]) -> None:
 
 def parse_xml(body: bytes) -> dict[str, Any]:
     """The fields of `<xml>...</xml>`; DTDs, entities, invalid UTF-8, other roots, duplicated fields and
-    nesting deeper than any WeChat push are refused."""
+    nesting deeper than any WeChat push are refused; so is anything but UTF-8 starting with `<xml>` (used for
+    the body and for the decrypted XML of safe mode)."""
+    problem = utils.xml_policy_problem(body)
+    if problem is not None:
+        raise bad_request(problem)
     if utils.has_forbidden_markup(body):
         raise bad_request("DOCTYPE and entity declarations are not accepted")
     try:

@@ -22,9 +22,10 @@ import pytest
 import requests
 
 import handle
+import utils
 from processes import NginxServer, UwsgiServer
 from tests.conftest import TEST_AES_KEY, TEST_APPID, TEST_TOKEN
-from tests.wechat_requests import FIXTURES, deliver, fixture, post, prepare, signed_query, with_fresh_ids
+from tests.wechat_requests import FIXTURES, deliver, fixture, post, prepare, reply_fields, signed_query, with_fresh_ids
 
 ROOT = Path(__file__).resolve().parent.parent
 REPLIES = FIXTURES / "replies" / "url_placeholders.yaml"
@@ -63,6 +64,88 @@ def assert_no_traceback(app) -> None:
 
 def text_message(content: str) -> bytes:
     return with_fresh_ids(fixture("messages/text.xml").replace("微博".encode(), content.encode()))
+
+
+# --- item 4: bodies in another encoding --------------------------------------------------------------
+
+
+@pytest.mark.parametrize("mode", ["plain", "safe"])
+@pytest.mark.parametrize("name", OTHER_ENCODINGS)
+def test_a_body_in_another_encoding_is_400_without_a_traceback(weixin: str, app, name: str, mode: str) -> None:
+    response = send(weixin, fixture(f"attacks/{name}"), mode)
+    assert_refused(response)
+    assert "ENTITY-EXPANDED" not in response.text
+    assert_no_traceback(app)
+
+
+def test_the_utf16_entity_is_never_expanded_into_a_reply(weixin: str) -> None:
+    body = fixture("attacks/utf16_internal_entity.xml")
+    assert b"<!DOCTYPE" not in body  # UTF-16 hides the ASCII markup the old check looked for
+    for mode in ("plain", "safe", "compatible"):
+        response = send(weixin, body, mode)
+        assert_refused(response)
+        assert "ENTITY-EXPANDED" not in response.text
+
+
+def test_a_utf8_declaration_and_blanks_before_the_root_are_accepted(weixin: str) -> None:
+    for prolog in (b'<?xml version="1.0" encoding="utf-8"?>\n', b"<?xml version='1.0' encoding='UTF-8'?>",
+                   b'<?xml version="1.0"?>\r\n', b" \r\n\t"):
+        for mode in ("plain", "safe"):
+            response = send(weixin, prolog + text_message("ping"), mode)
+            assert response.status_code == 200, (prolog, mode, response.text)
+
+
+def test_a_plain_message_still_gets_its_reply(weixin: str) -> None:
+    response = send(weixin, text_message("ping"))
+    assert response.status_code == 200 and reply_fields(response.text)["Content"] == "pong"
+    assert response.headers["X-Content-Type-Options"] == "nosniff"
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        b"",  # empty
+        b"\xff\xfe<\x00x\x00m\x00l\x00>\x00",  # UTF-16 with a BOM
+        b"\xef\xbb\xbf<xml><a>1</a></xml>",  # UTF-8 BOM: WeChat never sends one
+        b"<xml\x00><a>1</a></xml>",
+        b"<xml><a>1</a></xml>\x00",
+        b"<message><a>1</a></message>",
+        b"<xmlx><a>1</a></xmlx>",
+        b"<!-- hi --><xml><a>1</a></xml>",
+        b'<?xml version="1.0" encoding="utf-16"?><xml><a>1</a></xml>',
+        b'<?xml version="1.0" encoding="utf-16-le"?><xml><a>1</a></xml>',
+        b'<?xml version="1.0" encoding="latin-1"?><xml><a>1</a></xml>',
+        b'<?xml version="1.0" encoding="utf-8"?><!DOCTYPE xml []><xml><a>1</a></xml>',
+        b'<?xml version="1.1" encoding="utf-8"?><xml><a>1</a></xml>',
+        b'<?xml version="1.0" encoding="utf-8"?><?xml version="1.0"?><xml><a>1</a></xml>',
+        b"<?xml-stylesheet href='x'?><xml><a>1</a></xml>",
+    ],
+)
+def test_parse_xml_refuses_everything_but_utf8_starting_with_xml(body: bytes) -> None:
+    with pytest.raises(handle.Rejected) as refused:
+        handle.parse_xml(body)
+    assert refused.value.status.startswith("400")
+    assert len(refused.value.reason) < 80
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        b"<xml><a>1</a></xml>",
+        b"\r\n <xml><a>1</a></xml>",
+        b'<?xml version="1.0" encoding="utf-8"?><xml><a>1</a></xml>',
+        b"<?xml version='1.0' encoding='UTF-8' ?>\n<xml><a>1</a></xml>",
+        b'<?xml version="1.0"?>\n<xml><a>1</a></xml>',
+        b'<?xml version="1.0" encoding="utf-8" standalone="yes"?><xml><a>1</a></xml>',
+    ],
+)
+def test_parse_xml_accepts_utf8_starting_with_xml(body: bytes) -> None:
+    assert handle.parse_xml(body) == {"a": "1"}
+
+
+def test_the_check_is_a_prefix_check_that_never_looks_at_the_whole_body() -> None:
+    assert utils.xml_policy_problem(b"<xml>" + b"x" * 1_000_000) is None
+    assert utils.xml_policy_problem(b"\x00<xml>") is not None
 
 
 # --- item 5: echostr and nosniff ---------------------------------------------------------------------
