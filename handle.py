@@ -35,6 +35,9 @@ TEXT_CONTENT_TYPE = "text/plain; charset=utf-8"
 NO_REPLY = "success"
 STATUS_PAGE = "WeChat endpoint is up. Point the console's URL here; WeChat signs every request.\n"
 MAX_DRAIN_BYTES = 16 * 1024 * 1024
+# Every /weixin answer: a browser must never guess a type (an echoed echostr or a reason rendered as HTML).
+NOSNIFF = ("X-Content-Type-Options", "nosniff")
+MAX_ECHOSTR_LENGTH = 128  # WeChat's echostr is a decimal number of about 19 digits
 
 
 @dataclass(frozen=True)
@@ -131,11 +134,20 @@ def verify_query(query: dict[str, str], settings: Settings) -> None:
         raise forbidden("timestamp outside the allowed window")
 
 
-def read_body(environ: dict[str, Any], limit: int) -> bytes:
+def declared_length(environ: dict[str, Any]) -> int:
+    """Content-Length as a number (0 when absent). Only ASCII digits: int() would also take a sign, blanks,
+    underscores and non-ASCII digits, and a negative length would make stream.read() read to the end."""
+    raw = environ.get("CONTENT_LENGTH") or "0"
+    if not (raw.isascii() and raw.isdigit()):
+        raise bad_request("invalid Content-Length")
     try:
-        declared = int(environ.get("CONTENT_LENGTH") or 0)
-    except ValueError:
+        return int(raw)
+    except ValueError:  # more digits than int() converts (4,300)
         raise bad_request("invalid Content-Length") from None
+
+
+def read_body(environ: dict[str, Any], limit: int) -> bytes:
+    declared = declared_length(environ)
     if declared > limit:
         raise Rejected("413 Request Entity Too Large", "body too large")
     stream = environ.get("wsgi.input")
@@ -156,7 +168,10 @@ def drain_body(environ: dict[str, Any]) -> None:
     environ["weixin.body_read"] = True
     stream = environ.get("wsgi.input")
     try:
-        remaining = min(int(environ.get("CONTENT_LENGTH") or 0), MAX_DRAIN_BYTES)
+        remaining = min(declared_length(environ), MAX_DRAIN_BYTES)
+    except Rejected:  # a length we cannot trust: read nothing (a negative one would read to the end)
+        return
+    try:
         while stream is not None and remaining > 0:
             chunk = stream.read(min(remaining, 65536))
             if not chunk:
@@ -168,7 +183,11 @@ def drain_body(environ: dict[str, Any]) -> None:
 
 def parse_xml(body: bytes) -> dict[str, Any]:
     """The fields of `<xml>...</xml>`; DTDs, entities, invalid UTF-8, other roots, duplicated fields and
-    nesting deeper than any WeChat push are refused."""
+    nesting deeper than any WeChat push are refused; so is anything but UTF-8 starting with `<xml>` (used for
+    the body and for the decrypted XML of safe mode)."""
+    problem = utils.xml_policy_problem(body)
+    if problem is not None:
+        raise bad_request(problem)
     if utils.has_forbidden_markup(body):
         raise bad_request("DOCTYPE and entity declarations are not accepted")
     try:
@@ -369,8 +388,12 @@ def respond_to_verification(environ: dict[str, Any]) -> Response:
         verify_query(query, runtime.settings)
         if "echostr" not in query:
             raise forbidden("missing echostr")
+        echostr = query["echostr"]
+        # The signature does not cover echostr: echo only what WeChat sends, never markup an attacker chose.
+        if not (0 < len(echostr) <= MAX_ECHOSTR_LENGTH and echostr.isascii() and echostr.isalnum()):
+            raise bad_request("echostr must be ASCII letters and digits")
         record.reply = "echostr"
-        return Response("200 OK", query["echostr"])
+        return Response("200 OK", echostr)
     except Rejected as error:
         return rejection(error, record)
     except Exception:
@@ -386,6 +409,7 @@ def respond_to_verification(environ: dict[str, Any]) -> Response:
 def _through_web_py(response: Response) -> str:
     web.ctx.status = response.status
     web.header("Content-Type", response.content_type)
+    web.header(*NOSNIFF)
     return response.body
 
 
@@ -405,16 +429,25 @@ WsgiApp = Callable[[dict[str, Any], Callable[..., Any]], Iterable[bytes]]
 def direct_message_route(web_py_app: WsgiApp) -> WsgiApp:
     """web.py middleware: POST /weixin goes straight to `respond_to_message`, the same code Handle.POST
     runs, skipping web.py's per-request setup (about 30 µs, a sixth of a message's cost); every other
-    request goes through web.py."""
+    request goes through web.py, and any other /weixin answer of web.py's own (405 for PUT) gets nosniff."""
 
     def application(environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterable[bytes]:
-        if environ.get("REQUEST_METHOD") == "POST" and environ.get("PATH_INFO") == "/weixin":
+        if environ.get("PATH_INFO") != "/weixin":
+            return web_py_app(environ, start_response)
+        if environ.get("REQUEST_METHOD") == "POST":
             response = respond_to_message(environ)
             body = response.body.encode("utf-8")
             start_response(
-                response.status, [("Content-Type", response.content_type), ("Content-Length", str(len(body)))]
+                response.status,
+                [("Content-Type", response.content_type), ("Content-Length", str(len(body))), NOSNIFF],
             )
             return [body]
-        return web_py_app(environ, start_response)
+
+        def start_with_nosniff(status: str, headers: list[tuple[str, str]], *exc_info: Any) -> Any:
+            if not any(name.lower() == "x-content-type-options" for name, _ in headers):
+                headers = [*headers, NOSNIFF]
+            return start_response(status, headers, *exc_info)
+
+        return web_py_app(environ, start_with_nosniff)
 
     return application

@@ -1,7 +1,8 @@
 """Turn a reply from the rules (or a handler's plain return value) into WeChat reply XML.
 
 Every string goes through `xml_safe_text`, so a follower's `]]>` or a control character in echoed text
-cannot break the XML; the reply classes are wechatpy's.
+cannot break the XML; placeholders inside URL fields are percent-encoded, so a follower's text can only
+ever be one query value or path segment of a link; the reply classes are wechatpy's.
 """
 
 from __future__ import annotations
@@ -10,6 +11,7 @@ import logging
 import time
 from collections.abc import Callable
 from typing import Any
+from urllib.parse import quote
 
 from wechatpy.replies import (
     ArticlesReply,
@@ -25,6 +27,10 @@ from replies import MAX_ARTICLES_FOR_EVENT, MAX_ARTICLES_FOR_MESSAGE, Reply, Tem
 from utils import xml_safe_text
 
 log = logging.getLogger("render")
+
+
+# Reply fields that hold a link; text fields keep placeholders as the follower wrote them.
+URL_FIELDS = frozenset({"url", "picurl", "music_url", "hq_music_url"})
 
 
 class HandlerResultError(ValueError):
@@ -88,6 +94,11 @@ _SOURCE, _TARGET, _TIME = "\x00source\x00", "\x00target\x00", -987654321
 _STATIC_HEAD = {"source": _SOURCE, "target": _TARGET, "time": _TIME}
 
 
+def _as_written(template: Template) -> str:
+    """A text without placeholders, as the rules file wrote it."""
+    return xml_safe_text(template.render({}))
+
+
 def render_reply(reply: Reply | None, message: Any) -> str | None:
     """The reply XML, or None when there is nothing to say (the caller answers `success`)."""
     if reply is None:
@@ -99,7 +110,7 @@ def render_reply(reply: Reply | None, message: Any) -> str | None:
         return TextReply(content=xml_safe_text(content), **_addressing(message)).render() if content else None
     if reply.is_static:
         if "xml" not in reply.rendered:
-            reply.rendered["xml"] = _build(reply, lambda template: xml_safe_text(template.render({})), _STATIC_HEAD)
+            reply.rendered["xml"] = _build(reply, _as_written, _as_written, _STATIC_HEAD)
         head = _addressing(message)
         return (
             reply.rendered["xml"]
@@ -114,11 +125,21 @@ def render_reply(reply: Reply | None, message: Any) -> str | None:
             values.update(placeholder_values(message))
         return xml_safe_text(template.render(values))
 
-    return _build(reply, fill, _addressing(message))
+    def fill_url(template: Template) -> str:
+        # safe="": a follower's `&`, `=`, `#`, `/` or `?` stays inside the one value the rule put it in.
+        if not template.fields:
+            return fill(template)
+        if not values:
+            values.update(placeholder_values(message))
+        return xml_safe_text(template.render({name: quote(values[name], safe="") for name in template.fields}))
+
+    return _build(reply, fill, fill_url, _addressing(message))
 
 
-def _build(reply: Reply, fill: Callable[[Template], str], head: dict[str, Any]) -> str:
-    """Render `reply` with wechatpy's reply classes, each text through `fill`."""
+def _build(
+    reply: Reply, fill: Callable[[Template], str], fill_url: Callable[[Template], str], head: dict[str, Any]
+) -> str:
+    """Render `reply` with wechatpy's reply classes, each text through `fill`, each URL through `fill_url`."""
     if reply.kind == "text":
         return TextReply(content=fill(reply.value), **head).render()
     if reply.kind == "image":
@@ -128,14 +149,16 @@ def _build(reply: Reply, fill: Callable[[Template], str], head: dict[str, Any]) 
     if reply.kind == "video":
         return VideoReply(**{key: fill(value) for key, value in reply.value.items()}, **head).render()
     if reply.kind == "music":
-        return MusicReply(**{key: fill(value) for key, value in reply.value.items()}, **head).render()
+        return MusicReply(
+            **{key: (fill_url if key in URL_FIELDS else fill)(value) for key, value in reply.value.items()}, **head
+        ).render()
     if reply.kind == "news":
         articles = [
             {
                 "title": fill(article["title"]),
                 "description": fill(article["description"]),
-                "image": fill(article["picurl"]),
-                "url": fill(article["url"]),
+                "image": fill_url(article["picurl"]),
+                "url": fill_url(article["url"]),
             }
             for article in reply.value
         ]

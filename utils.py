@@ -13,6 +13,14 @@ from typing import Any
 # U+FFFE/U+FFFF) makes a reply ill-formed, and WeChat then drops it.
 _XML_ILLEGAL_CHARACTERS = re.compile("[^\t\n\r\x20-\ud7ff\ue000-\ufffd\U00010000-\U0010ffff]")
 _FORBIDDEN_MARKUP = re.compile(rb"<!\s*(DOCTYPE|ENTITY|ELEMENT|ATTLIST|NOTATION)", re.IGNORECASE)
+# The only prolog tolerated before `<xml>`: an XML 1.0 declaration that names UTF-8, or no encoding at all
+# (which XML defines as UTF-8). WeChat sends none.
+_UTF8_DECLARATION = re.compile(
+    rb"""<\?xml\s+version\s*=\s*(["'])1\.0\1"""
+    rb"""(?:\s+encoding\s*=\s*(["'])(?i:utf-8)\2)?"""
+    rb"""(?:\s+standalone\s*=\s*(["'])(?:yes|no)\3)?\s*\?>"""
+)
+_XML_BLANKS = b" \t\r\n"
 
 
 def make_signature(*parts: str) -> str:
@@ -50,6 +58,28 @@ def timestamp_is_fresh(timestamp: str, window_seconds: int, now: float | None = 
     return abs(now - value) <= window_seconds
 
 
+def xml_policy_problem(body: bytes) -> str | None:
+    """Why `body` is not shaped like a WeChat push, as a short reason (None when it is): a push is UTF-8
+    whose first non-blank bytes are `<xml>`, after at most a UTF-8 XML declaration, without NUL bytes.
+
+    Expat takes the encoding from a byte-order mark or a declaration, so without this a UTF-16 body hides
+    its DOCTYPE from `has_forbidden_markup` (an ASCII scan) and a multi-byte declared encoding makes
+    ElementTree raise ValueError. Only the start of the body is looked at, plus one scan for NUL."""
+    if b"\x00" in body:
+        return "NUL byte in body"
+    if body.startswith(b"<xml>"):  # every push WeChat sends
+        return None
+    start = body.lstrip(_XML_BLANKS)
+    if start.startswith(b"<?xml"):
+        declaration = _UTF8_DECLARATION.match(start)
+        if declaration is None:
+            return "only a UTF-8 XML declaration is accepted"
+        start = start[declaration.end():].lstrip(_XML_BLANKS)
+    if not start.startswith(b"<xml>"):
+        return "body must be UTF-8 XML starting with <xml>"
+    return None
+
+
 def has_forbidden_markup(body: bytes) -> bool:
     """A DOCTYPE or entity declaration: WeChat never sends one, and it is how XXE and billion laughs start."""
     return _FORBIDDEN_MARKUP.search(body) is not None
@@ -84,10 +114,11 @@ def _element_value(element: ElementTree.Element, depth: int) -> Any:
 def xml_fields(body: bytes) -> dict[str, Any]:
     """The children of the `<xml>` root as a dict (nested dicts, lists for repeated tags, None when empty).
 
-    ElementTree's C parser is several times faster than xmltodict; callers reject DTDs first."""
+    ElementTree's C parser is several times faster than xmltodict; callers check `xml_policy_problem` and
+    reject DTDs first (ValueError is what ElementTree raises for a multi-byte declared encoding)."""
     try:
         root = ElementTree.fromstring(body)
-    except ElementTree.ParseError:
+    except (ElementTree.ParseError, ValueError):
         raise MalformedXml("body is not well-formed XML (or not UTF-8)") from None
     if root.tag != "xml" or len(root) == 0:
         raise MalformedXml("root element must be <xml> with fields")
