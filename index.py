@@ -12,7 +12,7 @@ web.config.debug = False
 import handle  # noqa: E402
 import oauth.routes  # noqa: E402
 from config import ConfigError, load_settings  # noqa: E402
-from logs import configure_logging  # noqa: E402
+from logs import configure_logging, configured_secrets  # noqa: E402
 from replies import RulesError  # noqa: E402
 
 urls = (
@@ -33,7 +33,7 @@ def _start() -> web.application:
     except ConfigError as error:
         sys.stderr.write(f"configuration error: {error}\n")
         raise SystemExit(2) from None
-    configure_logging(settings.log_level)
+    configure_logging(settings.log_level, configured_secrets(settings))
     try:
         handle.configure(settings)
     except RulesError as error:

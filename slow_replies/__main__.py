@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import argparse
-import logging
 import sys
 
 from config import ConfigError, load_settings
+from logs import configure_stream_logging, configured_secrets
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -24,7 +24,7 @@ def main(argv: list[str] | None = None) -> int:
         print("configuration error: WECHAT_APPID is required (the worker sends with this account's token)",
               file=sys.stderr)
         return 2
-    logging.basicConfig(level=settings.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    configure_stream_logging(settings.log_level, configured_secrets(settings))
     from slow_replies.worker import run_worker
 
     return run_worker(settings, burst=args.burst)

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import logging
 import signal
 import sys
 import time
@@ -12,6 +11,7 @@ from types import FrameType
 import redis
 
 from config import ConfigError, redact_url
+from logs import configure_stream_logging, configured_secrets
 from token_service.consumer import TokenUnavailable, get_access_token, get_jsapi_ticket, request_refresh
 from token_service.settings import TokenSettings, load_token_settings, require_secret
 from token_service.store import ACCESS_TOKEN, JSAPI_TICKET, TokenStore, masked
@@ -25,11 +25,6 @@ def command_run(settings: TokenSettings, args: argparse.Namespace) -> int:
     from token_service.daemon import TokenDaemon
 
     require_secret(settings)
-    logging.basicConfig(
-        level=settings.log_level,
-        format="%(asctime)s %(levelname)s token_service[%(process)d] %(message)s",
-        stream=sys.stderr,
-    )
     daemon = TokenDaemon(settings, _client(settings))
 
     def on_signal(signum: int, frame: FrameType | None) -> None:
@@ -123,6 +118,9 @@ def main(argv: list[str] | None = None) -> int:
     except ConfigError as error:
         print(f"config error: {error}", file=sys.stderr)
         return 2
+    # The daemon and the tools alike: what they log (Redis, HTTP) passes the redaction filter.
+    configure_stream_logging(settings.log_level, configured_secrets(settings),
+                             "%(asctime)s %(levelname)s token_service[%(process)d] %(message)s")
     handler = {"run": command_run, "get": command_get, "status": command_status, "refresh": command_refresh}
     try:
         return handler[args.command](settings, args)
