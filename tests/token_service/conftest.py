@@ -17,6 +17,7 @@ from processes import ManagedProcess, RedisServer
 from sandbox.platform import FakeWeChat
 from sandbox.server import SandboxServer
 from sandbox.token_load import daemon_environment, short_cycle_settings
+from tests.waiting import wait_until  # noqa: F401 - the tests of this folder import it from here
 from token_service.daemon import TokenDaemon
 from token_service.settings import load_token_settings
 from token_service.store import Credential, TokenStore
@@ -25,16 +26,6 @@ from token_service.store import Credential, TokenStore
 LIFETIME = 9.0
 OVERLAP = 4.0
 NO_DOTENV = Path("/nonexistent/.env")
-
-
-def wait_until(predicate: Callable[[], object], timeout: float, interval: float = 0.02) -> object:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(interval)
-    raise AssertionError(f"condition not met within {timeout}s")
 
 
 @pytest.fixture()
@@ -111,33 +102,47 @@ def seed_token(client: redis.Redis, appid: str, value: str, remaining: float, ma
 
 @contextlib.contextmanager
 def token_watcher(client: redis.Redis, key: str, interval: float = 0.02) -> Iterator[dict]:
-    """Poll a token key in the background: every distinct value seen, gaps, keys without TTL."""
+    """Poll a token key in the background: every distinct value seen, gaps, keys without TTL.
+
+    A watcher that died or never polled would make "no gaps" pass without checking anything: on exit it
+    fails loudly unless its thread ran to the end and polled at least once per 10 intervals it watched."""
     seen: dict = {"values": [], "gaps": 0, "without_ttl": 0, "polls": 0}
+    failures: list[BaseException] = []
     stop = threading.Event()
 
     def watch() -> None:
         local = redis.Redis(connection_pool=client.connection_pool)
-        while not stop.is_set():
-            pipe = local.pipeline()
-            pipe.get(key)
-            pipe.pttl(key)
-            value, ttl = pipe.execute()
-            seen["polls"] += 1
-            if value is None:
-                if seen["values"]:
-                    seen["gaps"] += 1
-            else:
-                if ttl < 0:
-                    seen["without_ttl"] += 1
-                value = value.decode()
-                if not seen["values"] or seen["values"][-1] != value:
-                    seen["values"].append(value)
-            stop.wait(interval)
+        try:
+            while not stop.is_set():
+                pipe = local.pipeline()
+                pipe.get(key)
+                pipe.pttl(key)
+                value, ttl = pipe.execute()
+                seen["polls"] += 1
+                if value is None:
+                    if seen["values"]:
+                        seen["gaps"] += 1
+                else:
+                    if ttl < 0:
+                        seen["without_ttl"] += 1
+                    value = value.decode()
+                    if not seen["values"] or seen["values"][-1] != value:
+                        seen["values"].append(value)
+                stop.wait(interval)
+        except BaseException as error:  # reported by the `with` block's exit, not lost in a thread
+            failures.append(error)
 
     thread = threading.Thread(target=watch, name="watcher", daemon=True)
+    started = time.monotonic()
     thread.start()
     try:
         yield seen
     finally:
+        alive_at_exit = thread.is_alive()
         stop.set()
         thread.join(5)
+    watched_intervals = (time.monotonic() - started) / interval
+    if failures or not alive_at_exit:
+        raise AssertionError(f"the token watcher stopped early: {failures!r}")
+    if seen["polls"] < max(1, watched_intervals / 10):
+        raise AssertionError(f"the token watcher polled {seen['polls']} times in {watched_intervals:.0f} intervals")
