@@ -6,25 +6,40 @@ The pure parts (parse_isbn, book_from_open_library, book_card, the texts) are ap
 
 from __future__ import annotations
 
+import contextlib
 import functools
+import http.client
 import json
 import logging
 import os
 import re
+import socket
+import threading
 from dataclasses import asdict, dataclass
 from typing import Any
 
 import redis
 import requests
+from requests.adapters import HTTPAdapter
 from stdnum import ean, isbn
+from urllib3.connection import HTTPConnection, HTTPSConnection
+from urllib3.connectionpool import HTTPConnectionPool, HTTPSConnectionPool
+from urllib3.exceptions import HTTPError as Urllib3Error
+from urllib3.poolmanager import pool_classes_by_scheme as urllib3_pool_classes
 
 from config import Settings, load_settings
 
 log = logging.getLogger("books")
 
-# (connect, read) seconds. The follower never waits for this: a slow source is answered by the
-# background path (`success` at the deadline, the card later through custom/send).
-SOURCE_TIMEOUT = (3.05, 8.0)
+# The follower never waits for the source: a slow one is answered by the background path (`success` at
+# the reply deadline, the card later through custom/send). These bound what a source can cost a worker.
+SOURCE_CONNECT_TIMEOUT = 3.05
+# For the whole request (connect, TLS, headers, body), not per socket read: a source sending a byte every
+# few seconds never trips a per-read timeout. Met by shutting the socket down (see _Deadline).
+SOURCE_DEADLINE_SECONDS = 10.0
+# Open Library's answer for one ISBN is a few KB; an answer larger than this is not read to the end.
+MAX_ANSWER_BYTES = 256 * 1024
+READ_CHUNK_BYTES = 16 * 1024
 FOUND_TTL_SECONDS = 7 * 86400
 NOT_FOUND_TTL_SECONDS = 3600  # a book added to the source later shows up within the hour
 CACHE_PREFIX = "wechat:books:isbn:"
@@ -197,27 +212,144 @@ class BookCache:
             log.warning("book cache unwritable (%s)", type(error).__name__)
 
 
-def fetch_book(isbn13: str, base: str, session: requests.Session | None = None) -> Book | None:
-    """Ask the source; None when it does not know the ISBN. Raises BookSourceError when it cannot answer."""
-    http = session or requests
+class _Deadline:
+    """Shuts the source's sockets down when the time for the whole request is up, whatever the request is
+    blocked on (TLS handshake, headers or body): the blocked read then ends at once with an error or EOF.
+    One per fetch; a timer thread (uWSGI runs with enable-threads) that close() cancels."""
+
+    def __init__(self, seconds: float) -> None:
+        self.seconds = seconds
+        self.expired = False
+        self._lock = threading.Lock()
+        self._sockets: list[socket.socket] = []
+        self._timer = threading.Timer(seconds, self._expire)
+        self._timer.daemon = True
+        self._timer.start()
+
+    def watch(self, sock: socket.socket) -> None:
+        # A duplicate descriptor of the same TCP socket: shutting it down also ends reads on the TLS socket
+        # that will be wrapped around the original (which takes over, and later closes, the original).
+        watched = sock.dup()
+        with self._lock:
+            self._sockets.append(watched)
+            if self.expired:
+                self._shut(watched)
+
+    def _expire(self) -> None:
+        with self._lock:
+            self.expired = True
+            for sock in self._sockets:
+                self._shut(sock)
+
+    @staticmethod
+    def _shut(sock: socket.socket) -> None:
+        with contextlib.suppress(OSError):  # already closed by the peer
+            sock.shutdown(socket.SHUT_RDWR)
+
+    def close(self) -> None:
+        self._timer.cancel()
+        with self._lock:
+            for sock in self._sockets:
+                sock.close()
+            self._sockets.clear()
+
+
+class _WatchedConnection:
+    """Mixed into urllib3's connection classes: every socket they open (to the source or to a proxy) is
+    handed to the fetch's deadline as soon as it is connected, before TLS or any byte of HTTP."""
+
+    deadline: _Deadline
+
+    def _new_conn(self) -> socket.socket:
+        sock = super()._new_conn()  # type: ignore[misc]
+        self.deadline.watch(sock)
+        return sock
+
+
+class _WatchedAdapter(HTTPAdapter):
+    """No retries, and connection pools (direct or through an HTTP proxy from the environment) whose sockets
+    `deadline` watches."""
+
+    def __init__(self, deadline: _Deadline) -> None:
+        watched_http = type("WatchedHTTPConnection", (_WatchedConnection, HTTPConnection), {"deadline": deadline})
+        watched_https = type("WatchedHTTPSConnection", (_WatchedConnection, HTTPSConnection), {"deadline": deadline})
+        self.pool_classes = {
+            "http": type("WatchedHTTPConnectionPool", (HTTPConnectionPool,), {"ConnectionCls": watched_http}),
+            "https": type("WatchedHTTPSConnectionPool", (HTTPSConnectionPool,), {"ConnectionCls": watched_https}),
+        }
+        super().__init__(max_retries=0)
+
+    def init_poolmanager(self, *args: Any, **kwargs: Any) -> None:
+        super().init_poolmanager(*args, **kwargs)
+        self.poolmanager.pool_classes_by_scheme = self.pool_classes
+
+    def proxy_manager_for(self, proxy: str, **proxy_kwargs: Any) -> Any:
+        manager = super().proxy_manager_for(proxy, **proxy_kwargs)
+        if manager.pool_classes_by_scheme is urllib3_pool_classes:  # not SOCKS's own
+            manager.pool_classes_by_scheme = self.pool_classes
+        return manager
+
+
+def _read_capped(response: requests.Response) -> bytes:
+    """The body, refused (BookSourceError) as soon as it is known to exceed MAX_ANSWER_BYTES (after decoding)."""
+    declared = response.headers.get("Content-Length", "").strip()
+    if declared.isdigit() and int(declared) > MAX_ANSWER_BYTES:
+        raise BookSourceError(f"the book source's answer is larger than {MAX_ANSWER_BYTES} bytes (Content-Length)")
+    body = bytearray()
+    for chunk in response.iter_content(READ_CHUNK_BYTES):
+        body += chunk
+        if len(body) > MAX_ANSWER_BYTES:
+            raise BookSourceError(f"the book source's answer is larger than {MAX_ANSWER_BYTES} bytes")
+    return bytes(body)
+
+
+def _ask_source(url: str, params: dict[str, str], deadline: _Deadline) -> bytes | None:
+    """The body of the source's 200 answer; None for 404. Redirects are not followed: a source we configured
+    answers itself, and a redirect could lead anywhere."""
+    with requests.Session() as session:
+        adapter = _WatchedAdapter(deadline)
+        session.mount("http://", adapter)
+        session.mount("https://", adapter)
+        try:
+            with session.get(url, params=params, headers={"Accept": "application/json"}, stream=True,
+                             allow_redirects=False, timeout=(SOURCE_CONNECT_TIMEOUT, deadline.seconds)) as response:
+                if response.status_code == 404:
+                    return None
+                if response.status_code != 200:
+                    raise BookSourceError(f"the book source answered HTTP {response.status_code}")
+                body = _read_capped(response)
+        except (requests.RequestException, Urllib3Error, http.client.HTTPException,
+                OSError) as error:
+            if deadline.expired:
+                raise BookSourceError(f"the book source did not answer within the {deadline.seconds:g} s "
+                                      "deadline") from None
+            raise BookSourceError(f"{type(error).__name__} from the book source") from None
+    if deadline.expired:  # a body that ends with the connection ended when the deadline shut it: cut short
+        raise BookSourceError(f"the book source did not answer within the {deadline.seconds:g} s deadline")
+    return body
+
+
+def parse_source_json(body: bytes) -> Any:
+    """The JSON document in `body`; BookSourceError for anything else, including nesting deeper than Python's
+    recursion limit (json raises RecursionError then, which is not a ValueError)."""
     try:
-        response = http.get(
-            f"{base}/api/books",
-            params={"bibkeys": f"ISBN:{isbn13}", "format": "json", "jscmd": "data"},
-            timeout=SOURCE_TIMEOUT,
-            headers={"Accept": "application/json"},
-        )
-    except requests.RequestException as error:
-        raise BookSourceError(f"{type(error).__name__} from the book source") from None
-    if response.status_code == 404:
-        return None
-    if response.status_code != 200:
-        raise BookSourceError(f"the book source answered HTTP {response.status_code}")
-    try:
-        document = response.json()
-    except ValueError:
+        return json.loads(body)
+    except (ValueError, RecursionError):
         raise BookSourceError("the book source answered something that is not JSON") from None
-    return book_from_open_library(document, isbn13)
+
+
+def fetch_book(isbn13: str, base: str, deadline_seconds: float = SOURCE_DEADLINE_SECONDS) -> Book | None:
+    """Ask the source; None when it does not know the ISBN. Raises BookSourceError when it cannot answer
+    within `deadline_seconds` and MAX_ANSWER_BYTES, or answers something that is not its JSON."""
+    params = {"bibkeys": f"ISBN:{isbn13}", "format": "json", "jscmd": "data"}
+    deadline = _Deadline(deadline_seconds)
+    try:
+        body = _ask_source(f"{base}/api/books", params, deadline)
+    finally:
+        deadline.close()
+    if body is None:
+        return None
+    return book_from_open_library(parse_source_json(body), isbn13)
 
 
 @functools.cache
