@@ -9,6 +9,7 @@ from __future__ import annotations
 import contextlib
 import functools
 import http.client
+import itertools
 import json
 import logging
 import os
@@ -17,6 +18,7 @@ import socket
 import threading
 from dataclasses import asdict, dataclass
 from typing import Any
+from urllib.parse import urlsplit
 
 import redis
 import requests
@@ -71,6 +73,20 @@ class Book:
     url: str = ""
 
 
+# What the source says is shown to followers: lengths are capped (a card has a few lines on a phone) ...
+MAX_TITLE_CHARS = 128
+MAX_NAMES = 3  # authors or publishers shown, then "等"
+MAX_NAMES_CHARS = 128
+ELLIPSIS = "…"
+_CONTROL_CHARACTERS = re.compile(r"[\x00-\x1f\x7f-\x9f]")
+# ... and a link or cover is kept only on the source's own host or its known cover host, over https (http
+# only when BOOKS_API_BASE itself is http: the offline sandbox); anything else is replaced (link) or dropped.
+KNOWN_COVER_HOSTS = ("covers.openlibrary.org",)
+MAX_URL_CHARS = 1024
+_URL_CHARACTERS = re.compile(r"[!-\[\]-~]+")  # printable ASCII without space or backslash
+_DEFAULT_PORTS = {"http": 80, "https": 443}
+
+
 class BookSourceError(Exception):
     """The book source could not be asked (down, slow, or an answer that is not its JSON)."""
 
@@ -121,8 +137,44 @@ def not_found_text(isbn13: str) -> str:
 UNAVAILABLE_TEXT = "书目服务暂时连不上，请过几分钟再把 ISBN 发给我试试。"
 
 
-def book_from_open_library(document: Any, isbn13: str) -> Book | None:
-    """The book in Open Library's `/api/books?bibkeys=ISBN:...&format=json&jscmd=data` answer (None: not found)."""
+def shortened(text: str, limit: int) -> str:
+    """`text` on one line (control characters and runs of spaces become one space), at most `limit` characters,
+    ending with an ellipsis when it was longer."""
+    flat = " ".join(_CONTROL_CHARACTERS.sub(" ", text).split())
+    return flat if len(flat) <= limit else flat[:limit - len(ELLIPSIS)] + ELLIPSIS
+
+
+def names_line(names: tuple[str, ...]) -> str:
+    """At most MAX_NAMES names, then "等" when there are more, and at most MAX_NAMES_CHARS characters."""
+    shown = "、".join(names[:MAX_NAMES]) + ("等" if len(names) > MAX_NAMES else "")
+    return shortened(shown, MAX_NAMES_CHARS)
+
+
+def source_url(url: str, source_base: str) -> str:
+    """`url` if a card may show it, else "": https (http too when `source_base` is http, i.e. the offline
+    sandbox) on the host and port of `source_base` or on a known cover host; no user part, nothing but
+    printable ASCII, so that the follower's browser and this check cannot read it differently."""
+    if len(url) > MAX_URL_CHARS or not _URL_CHARACTERS.fullmatch(url):
+        return ""
+    try:
+        parts, base = urlsplit(url), urlsplit(source_base)
+        port, base_port = parts.port, base.port
+    except ValueError:  # a port that is not a number
+        return ""
+    schemes = ("https",) if base.scheme == "https" else ("https", "http")
+    if parts.scheme not in schemes or "@" in parts.netloc or not parts.hostname:
+        return ""
+    allowed = {(base.hostname, base_port or _DEFAULT_PORTS.get(base.scheme))}
+    allowed.update((host, 443) for host in KNOWN_COVER_HOSTS)
+    return url if (parts.hostname, port or _DEFAULT_PORTS[parts.scheme]) in allowed else ""
+
+
+def book_from_open_library(document: Any, isbn13: str, source_base: str | None = None) -> Book | None:
+    """The book in Open Library's `/api/books?bibkeys=ISBN:...&format=json&jscmd=data` answer (None: not found).
+
+    Texts are shortened here, so that the cache keeps no more than a card shows. With `source_base`, the
+    cover is the largest one that source_url accepts (the card checks the link and cover again either way).
+    """
     if not isinstance(document, dict):
         raise BookSourceError("the source answered something that is not a JSON object")
     record = document.get(f"ISBN:{isbn13}")
@@ -135,38 +187,44 @@ def book_from_open_library(document: Any, isbn13: str) -> Book | None:
         if not isinstance(items, list):
             return ()
         found = (item.get("name") if isinstance(item, dict) else item for item in items)
-        return tuple(str(name).strip() for name in found if isinstance(name, str) and name.strip())
+        kept = (shortened(name, MAX_NAMES_CHARS) for name in found if isinstance(name, str) and name.strip())
+        return tuple(itertools.islice(kept, MAX_NAMES + 1))  # one more than shown: the card then says "等"
 
     title = str(record["title"]).strip()
     subtitle = str(record.get("subtitle") or "").strip()
     cover = record.get("cover") if isinstance(record.get("cover"), dict) else {}
+    covers = (str(cover.get(size) or "") for size in ("large", "medium", "small"))
     year = _YEAR.search(str(record.get("publish_date") or ""))
     return Book(
         isbn13=isbn13,
-        title=f"{title}：{subtitle}" if subtitle else title,
+        title=shortened(f"{title}：{subtitle}" if subtitle else title, MAX_TITLE_CHARS),
         authors=names(record.get("authors")),
         publishers=names(record.get("publishers")),
         year=year.group(1) if year else "",
-        cover=str(cover.get("large") or cover.get("medium") or cover.get("small") or ""),
-        url=str(record.get("url") or ""),
+        cover=next((url for url in covers if url and (source_base is None or source_url(url, source_base))), ""),
+        url=str(record.get("url") or "")[:MAX_URL_CHARS + 1],  # one more: too long for source_url
     )
 
 
 def book_card(book: Book, source_base: str) -> list[dict[str, str]]:
-    """One news article (a reply to a follower's message shows only one): title, who, publisher, year, cover."""
+    """One news article (a reply to a follower's message shows only one): title, who, publisher, year, cover.
+
+    The source decides the texts but not where the card leads: a link it gives that source_url refuses is
+    replaced by the source's own page for the ISBN, such a cover is left out (a card without a picture).
+    """
     lines = []
     if book.authors:
-        lines.append("作者：" + "、".join(book.authors))
+        lines.append("作者：" + names_line(book.authors))
     if book.publishers:
-        lines.append("出版社：" + "、".join(book.publishers))
+        lines.append("出版社：" + names_line(book.publishers))
     if book.year:
         lines.append(f"出版年份：{book.year}")
     lines.append(f"ISBN：{isbn.format(book.isbn13)}")
     return [{
-        "title": book.title,
+        "title": shortened(book.title, MAX_TITLE_CHARS),
         "description": "\n".join(lines),
-        "picurl": book.cover,
-        "url": book.url or f"{source_base}/isbn/{book.isbn13}",
+        "picurl": source_url(book.cover, source_base),
+        "url": source_url(book.url, source_base) or f"{source_base}/isbn/{book.isbn13}",
     }]
 
 
@@ -349,7 +407,7 @@ def fetch_book(isbn13: str, base: str, deadline_seconds: float = SOURCE_DEADLINE
         deadline.close()
     if body is None:
         return None
-    return book_from_open_library(parse_source_json(body), isbn13)
+    return book_from_open_library(parse_source_json(body), isbn13, base)
 
 
 @functools.cache

@@ -197,6 +197,68 @@ def test_deeply_nested_or_malformed_json_is_a_source_error(book_source: BookSour
         fetch_book(number, book_source.url)
 
 
+def test_a_script_link_and_a_cover_on_another_host_never_reach_the_card(book_source: BookSource) -> None:
+    number = new_isbn13()
+    book_source.record(number, url="javascript:alert(document.cookie)",
+                       cover={"large": "http://evil.example/cover.jpg", "small": "javascript:alert(1)"})
+    [card] = book_card(fetch_book(number, book_source.url), book_source.url)
+    assert card["url"] == f"{book_source.url}/isbn/{number}"  # the source's own page for the ISBN
+    assert card["picurl"] == ""
+    other = new_isbn13()
+    book_source.record(other, url="http://evil.example/book",
+                       cover={"large": "http://evil.example/c.jpg", "medium": f"{book_source.url}/covers/M.jpg"})
+    [card] = book_card(fetch_book(other, book_source.url), book_source.url)
+    assert card["url"] == f"{book_source.url}/isbn/{other}"
+    assert card["picurl"] == f"{book_source.url}/covers/M.jpg"  # the first cover on the source's host
+
+
+@pytest.mark.parametrize(
+    ("url", "kept"),
+    [
+        ("https://openlibrary.org/books/OL7353617M/Fantastic_Mr._Fox", True),
+        ("https://covers.openlibrary.org/b/id/8739161-L.jpg", True),
+        ("http://openlibrary.org/books/OL7353617M", False),  # plain http from an https source
+        ("http://covers.openlibrary.org/b/id/8739161-L.jpg", False),
+        ("https://openlibrary.org.evil.example/books/OL1M", False),
+        ("https://evil.example/openlibrary.org/", False),
+        ("https://openlibrary.org@evil.example/", False),
+        ("https://user@openlibrary.org/books/OL1M", False),
+        ("https://openlibrary.org\\@evil.example/", False),
+        ("https://openlibrary.org:8443/books/OL1M", False),
+        ("//openlibrary.org/books/OL1M", False),
+        ("/books/OL1M", False),
+        ("javascript:alert(1)", False),
+        ("JaVaScRiPt:alert(1)", False),
+        ("data:text/html,<script>alert(1)</script>", False),
+        (" https://openlibrary.org/books/OL1M", False),
+        ("https://openlibrary.org/books/OL1M\n<script>", False),
+        ("https://openlibrary.org/" + "a" * 3000, False),
+    ],
+    ids=lambda value: value[:48] if isinstance(value, str) else str(value),
+)
+def test_only_https_links_on_the_sources_hosts_are_kept_in_the_card(url: str, kept: bool) -> None:
+    book = Book("9780140328721", "Fantastic Mr. Fox", cover=url, url=url)
+    [card] = book_card(book, "https://openlibrary.org")
+    assert card["url"] == (url if kept else "https://openlibrary.org/isbn/9780140328721")
+    assert card["picurl"] == (url if kept else "")
+
+
+def test_titles_and_names_from_the_source_are_length_capped(book_source: BookSource) -> None:
+    number = new_isbn13()
+    book_source.record(number, title="长" * 10_000, subtitle="副" * 10_000,
+                       authors=[{"name": "名" * 10_000}] + [{"name": f"作者{i}"} for i in range(1000)],
+                       publishers=[{"name": f"出版社{i}"} for i in range(1000)])
+    book = fetch_book(number, book_source.url)
+    [card] = book_card(book, book_source.url)
+    assert len(card["title"]) == 128 and card["title"].endswith("…")
+    lines = dict(line.split("：", 1) for line in card["description"].splitlines())
+    assert len(lines["作者"]) <= 128 and lines["作者"].endswith("…")
+    assert lines["出版社"] == "出版社0、出版社1、出版社2等"  # three names at most
+    assert len(card["description"]) < 400
+    # The shortened book is what the cache keeps, too.
+    assert len(book.title) <= 128 and all(len(name) <= 128 for name in book.authors) and len(book.authors) <= 4
+
+
 def _self_signed_certificate(directory: Path) -> tuple[Path, Path]:
     """A certificate for 127.0.0.1 and its key, as PEM files."""
     key = ec.generate_private_key(ec.SECP256R1())
