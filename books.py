@@ -6,25 +6,42 @@ The pure parts (parse_isbn, book_from_open_library, book_card, the texts) are ap
 
 from __future__ import annotations
 
+import contextlib
 import functools
+import http.client
+import itertools
 import json
 import logging
 import os
 import re
+import socket
+import threading
 from dataclasses import asdict, dataclass
 from typing import Any
+from urllib.parse import urlsplit
 
 import redis
 import requests
+from requests.adapters import HTTPAdapter
 from stdnum import ean, isbn
+from urllib3.connection import HTTPConnection, HTTPSConnection
+from urllib3.connectionpool import HTTPConnectionPool, HTTPSConnectionPool
+from urllib3.exceptions import HTTPError as Urllib3Error
+from urllib3.poolmanager import pool_classes_by_scheme as urllib3_pool_classes
 
 from config import Settings, load_settings
 
 log = logging.getLogger("books")
 
-# (connect, read) seconds. The follower never waits for this: a slow source is answered by the
-# background path (`success` at the deadline, the card later through custom/send).
-SOURCE_TIMEOUT = (3.05, 8.0)
+# The follower never waits for the source: a slow one is answered by the background path (`success` at
+# the reply deadline, the card later through custom/send). These bound what a source can cost a worker.
+SOURCE_CONNECT_TIMEOUT = 3.05
+# For the whole request (connect, TLS, headers, body), not per socket read: a source sending a byte every
+# few seconds never trips a per-read timeout. Met by shutting the socket down (see _Deadline).
+SOURCE_DEADLINE_SECONDS = 10.0
+# Open Library's answer for one ISBN is a few KB; an answer larger than this is not read to the end.
+MAX_ANSWER_BYTES = 256 * 1024
+READ_CHUNK_BYTES = 16 * 1024
 FOUND_TTL_SECONDS = 7 * 86400
 NOT_FOUND_TTL_SECONDS = 3600  # a book added to the source later shows up within the hour
 CACHE_PREFIX = "wechat:books:isbn:"
@@ -54,6 +71,20 @@ class Book:
     year: str = ""
     cover: str = ""
     url: str = ""
+
+
+# What the source says is shown to followers: lengths are capped (a card has a few lines on a phone) ...
+MAX_TITLE_CHARS = 128
+MAX_NAMES = 3  # authors or publishers shown, then "等"
+MAX_NAMES_CHARS = 128
+ELLIPSIS = "…"
+_CONTROL_CHARACTERS = re.compile(r"[\x00-\x1f\x7f-\x9f]")
+# ... and a link or cover is kept only on the source's own host or its known cover host, over https (http
+# only when BOOKS_API_BASE itself is http: the offline sandbox); anything else is replaced (link) or dropped.
+KNOWN_COVER_HOSTS = ("covers.openlibrary.org",)
+MAX_URL_CHARS = 1024
+_URL_CHARACTERS = re.compile(r"[!-\[\]-~]+")  # printable ASCII without space or backslash
+_DEFAULT_PORTS = {"http": 80, "https": 443}
 
 
 class BookSourceError(Exception):
@@ -106,8 +137,44 @@ def not_found_text(isbn13: str) -> str:
 UNAVAILABLE_TEXT = "书目服务暂时连不上，请过几分钟再把 ISBN 发给我试试。"
 
 
-def book_from_open_library(document: Any, isbn13: str) -> Book | None:
-    """The book in Open Library's `/api/books?bibkeys=ISBN:...&format=json&jscmd=data` answer (None: not found)."""
+def shortened(text: str, limit: int) -> str:
+    """`text` on one line (control characters and runs of spaces become one space), at most `limit` characters,
+    ending with an ellipsis when it was longer."""
+    flat = " ".join(_CONTROL_CHARACTERS.sub(" ", text).split())
+    return flat if len(flat) <= limit else flat[:limit - len(ELLIPSIS)] + ELLIPSIS
+
+
+def names_line(names: tuple[str, ...]) -> str:
+    """At most MAX_NAMES names, then "等" when there are more, and at most MAX_NAMES_CHARS characters."""
+    shown = "、".join(names[:MAX_NAMES]) + ("等" if len(names) > MAX_NAMES else "")
+    return shortened(shown, MAX_NAMES_CHARS)
+
+
+def source_url(url: str, source_base: str) -> str:
+    """`url` if a card may show it, else "": https (http too when `source_base` is http, i.e. the offline
+    sandbox) on the host and port of `source_base` or on a known cover host; no user part, nothing but
+    printable ASCII, so that the follower's browser and this check cannot read it differently."""
+    if len(url) > MAX_URL_CHARS or not _URL_CHARACTERS.fullmatch(url):
+        return ""
+    try:
+        parts, base = urlsplit(url), urlsplit(source_base)
+        port, base_port = parts.port, base.port
+    except ValueError:  # a port that is not a number
+        return ""
+    schemes = ("https",) if base.scheme == "https" else ("https", "http")
+    if parts.scheme not in schemes or "@" in parts.netloc or not parts.hostname:
+        return ""
+    allowed = {(base.hostname, base_port or _DEFAULT_PORTS.get(base.scheme))}
+    allowed.update((host, 443) for host in KNOWN_COVER_HOSTS)
+    return url if (parts.hostname, port or _DEFAULT_PORTS[parts.scheme]) in allowed else ""
+
+
+def book_from_open_library(document: Any, isbn13: str, source_base: str | None = None) -> Book | None:
+    """The book in Open Library's `/api/books?bibkeys=ISBN:...&format=json&jscmd=data` answer (None: not found).
+
+    Texts are shortened here, so that the cache keeps no more than a card shows. With `source_base`, the
+    cover is the largest one that source_url accepts (the card checks the link and cover again either way).
+    """
     if not isinstance(document, dict):
         raise BookSourceError("the source answered something that is not a JSON object")
     record = document.get(f"ISBN:{isbn13}")
@@ -120,38 +187,44 @@ def book_from_open_library(document: Any, isbn13: str) -> Book | None:
         if not isinstance(items, list):
             return ()
         found = (item.get("name") if isinstance(item, dict) else item for item in items)
-        return tuple(str(name).strip() for name in found if isinstance(name, str) and name.strip())
+        kept = (shortened(name, MAX_NAMES_CHARS) for name in found if isinstance(name, str) and name.strip())
+        return tuple(itertools.islice(kept, MAX_NAMES + 1))  # one more than shown: the card then says "等"
 
     title = str(record["title"]).strip()
     subtitle = str(record.get("subtitle") or "").strip()
     cover = record.get("cover") if isinstance(record.get("cover"), dict) else {}
+    covers = (str(cover.get(size) or "") for size in ("large", "medium", "small"))
     year = _YEAR.search(str(record.get("publish_date") or ""))
     return Book(
         isbn13=isbn13,
-        title=f"{title}：{subtitle}" if subtitle else title,
+        title=shortened(f"{title}：{subtitle}" if subtitle else title, MAX_TITLE_CHARS),
         authors=names(record.get("authors")),
         publishers=names(record.get("publishers")),
         year=year.group(1) if year else "",
-        cover=str(cover.get("large") or cover.get("medium") or cover.get("small") or ""),
-        url=str(record.get("url") or ""),
+        cover=next((url for url in covers if url and (source_base is None or source_url(url, source_base))), ""),
+        url=str(record.get("url") or "")[:MAX_URL_CHARS + 1],  # one more: too long for source_url
     )
 
 
 def book_card(book: Book, source_base: str) -> list[dict[str, str]]:
-    """One news article (a reply to a follower's message shows only one): title, who, publisher, year, cover."""
+    """One news article (a reply to a follower's message shows only one): title, who, publisher, year, cover.
+
+    The source decides the texts but not where the card leads: a link it gives that source_url refuses is
+    replaced by the source's own page for the ISBN, such a cover is left out (a card without a picture).
+    """
     lines = []
     if book.authors:
-        lines.append("作者：" + "、".join(book.authors))
+        lines.append("作者：" + names_line(book.authors))
     if book.publishers:
-        lines.append("出版社：" + "、".join(book.publishers))
+        lines.append("出版社：" + names_line(book.publishers))
     if book.year:
         lines.append(f"出版年份：{book.year}")
     lines.append(f"ISBN：{isbn.format(book.isbn13)}")
     return [{
-        "title": book.title,
+        "title": shortened(book.title, MAX_TITLE_CHARS),
         "description": "\n".join(lines),
-        "picurl": book.cover,
-        "url": book.url or f"{source_base}/isbn/{book.isbn13}",
+        "picurl": source_url(book.cover, source_base),
+        "url": source_url(book.url, source_base) or f"{source_base}/isbn/{book.isbn13}",
     }]
 
 
@@ -197,27 +270,144 @@ class BookCache:
             log.warning("book cache unwritable (%s)", type(error).__name__)
 
 
-def fetch_book(isbn13: str, base: str, session: requests.Session | None = None) -> Book | None:
-    """Ask the source; None when it does not know the ISBN. Raises BookSourceError when it cannot answer."""
-    http = session or requests
+class _Deadline:
+    """Shuts the source's sockets down when the time for the whole request is up, whatever the request is
+    blocked on (TLS handshake, headers or body): the blocked read then ends at once with an error or EOF.
+    One per fetch; a timer thread (uWSGI runs with enable-threads) that close() cancels."""
+
+    def __init__(self, seconds: float) -> None:
+        self.seconds = seconds
+        self.expired = False
+        self._lock = threading.Lock()
+        self._sockets: list[socket.socket] = []
+        self._timer = threading.Timer(seconds, self._expire)
+        self._timer.daemon = True
+        self._timer.start()
+
+    def watch(self, sock: socket.socket) -> None:
+        # A duplicate descriptor of the same TCP socket: shutting it down also ends reads on the TLS socket
+        # that will be wrapped around the original (which takes over, and later closes, the original).
+        watched = sock.dup()
+        with self._lock:
+            self._sockets.append(watched)
+            if self.expired:
+                self._shut(watched)
+
+    def _expire(self) -> None:
+        with self._lock:
+            self.expired = True
+            for sock in self._sockets:
+                self._shut(sock)
+
+    @staticmethod
+    def _shut(sock: socket.socket) -> None:
+        with contextlib.suppress(OSError):  # already closed by the peer
+            sock.shutdown(socket.SHUT_RDWR)
+
+    def close(self) -> None:
+        self._timer.cancel()
+        with self._lock:
+            for sock in self._sockets:
+                sock.close()
+            self._sockets.clear()
+
+
+class _WatchedConnection:
+    """Mixed into urllib3's connection classes: every socket they open (to the source or to a proxy) is
+    handed to the fetch's deadline as soon as it is connected, before TLS or any byte of HTTP."""
+
+    deadline: _Deadline
+
+    def _new_conn(self) -> socket.socket:
+        sock = super()._new_conn()  # type: ignore[misc]
+        self.deadline.watch(sock)
+        return sock
+
+
+class _WatchedAdapter(HTTPAdapter):
+    """No retries, and connection pools (direct or through an HTTP proxy from the environment) whose sockets
+    `deadline` watches."""
+
+    def __init__(self, deadline: _Deadline) -> None:
+        watched_http = type("WatchedHTTPConnection", (_WatchedConnection, HTTPConnection), {"deadline": deadline})
+        watched_https = type("WatchedHTTPSConnection", (_WatchedConnection, HTTPSConnection), {"deadline": deadline})
+        self.pool_classes = {
+            "http": type("WatchedHTTPConnectionPool", (HTTPConnectionPool,), {"ConnectionCls": watched_http}),
+            "https": type("WatchedHTTPSConnectionPool", (HTTPSConnectionPool,), {"ConnectionCls": watched_https}),
+        }
+        super().__init__(max_retries=0)
+
+    def init_poolmanager(self, *args: Any, **kwargs: Any) -> None:
+        super().init_poolmanager(*args, **kwargs)
+        self.poolmanager.pool_classes_by_scheme = self.pool_classes
+
+    def proxy_manager_for(self, proxy: str, **proxy_kwargs: Any) -> Any:
+        manager = super().proxy_manager_for(proxy, **proxy_kwargs)
+        if manager.pool_classes_by_scheme is urllib3_pool_classes:  # not SOCKS's own
+            manager.pool_classes_by_scheme = self.pool_classes
+        return manager
+
+
+def _read_capped(response: requests.Response) -> bytes:
+    """The body, refused (BookSourceError) as soon as it is known to exceed MAX_ANSWER_BYTES (after decoding)."""
+    declared = response.headers.get("Content-Length", "").strip()
+    if declared.isdigit() and int(declared) > MAX_ANSWER_BYTES:
+        raise BookSourceError(f"the book source's answer is larger than {MAX_ANSWER_BYTES} bytes (Content-Length)")
+    body = bytearray()
+    for chunk in response.iter_content(READ_CHUNK_BYTES):
+        body += chunk
+        if len(body) > MAX_ANSWER_BYTES:
+            raise BookSourceError(f"the book source's answer is larger than {MAX_ANSWER_BYTES} bytes")
+    return bytes(body)
+
+
+def _ask_source(url: str, params: dict[str, str], deadline: _Deadline) -> bytes | None:
+    """The body of the source's 200 answer; None for 404. Redirects are not followed: a source we configured
+    answers itself, and a redirect could lead anywhere."""
+    with requests.Session() as session:
+        adapter = _WatchedAdapter(deadline)
+        session.mount("http://", adapter)
+        session.mount("https://", adapter)
+        try:
+            with session.get(url, params=params, headers={"Accept": "application/json"}, stream=True,
+                             allow_redirects=False, timeout=(SOURCE_CONNECT_TIMEOUT, deadline.seconds)) as response:
+                if response.status_code == 404:
+                    return None
+                if response.status_code != 200:
+                    raise BookSourceError(f"the book source answered HTTP {response.status_code}")
+                body = _read_capped(response)
+        except (requests.RequestException, Urllib3Error, http.client.HTTPException,
+                OSError) as error:
+            if deadline.expired:
+                raise BookSourceError(f"the book source did not answer within the {deadline.seconds:g} s "
+                                      "deadline") from None
+            raise BookSourceError(f"{type(error).__name__} from the book source") from None
+    if deadline.expired:  # a body that ends with the connection ended when the deadline shut it: cut short
+        raise BookSourceError(f"the book source did not answer within the {deadline.seconds:g} s deadline")
+    return body
+
+
+def parse_source_json(body: bytes) -> Any:
+    """The JSON document in `body`; BookSourceError for anything else, including nesting deeper than Python's
+    recursion limit (json raises RecursionError then, which is not a ValueError)."""
     try:
-        response = http.get(
-            f"{base}/api/books",
-            params={"bibkeys": f"ISBN:{isbn13}", "format": "json", "jscmd": "data"},
-            timeout=SOURCE_TIMEOUT,
-            headers={"Accept": "application/json"},
-        )
-    except requests.RequestException as error:
-        raise BookSourceError(f"{type(error).__name__} from the book source") from None
-    if response.status_code == 404:
-        return None
-    if response.status_code != 200:
-        raise BookSourceError(f"the book source answered HTTP {response.status_code}")
-    try:
-        document = response.json()
-    except ValueError:
+        return json.loads(body)
+    except (ValueError, RecursionError):
         raise BookSourceError("the book source answered something that is not JSON") from None
-    return book_from_open_library(document, isbn13)
+
+
+def fetch_book(isbn13: str, base: str, deadline_seconds: float = SOURCE_DEADLINE_SECONDS) -> Book | None:
+    """Ask the source; None when it does not know the ISBN. Raises BookSourceError when it cannot answer
+    within `deadline_seconds` and MAX_ANSWER_BYTES, or answers something that is not its JSON."""
+    params = {"bibkeys": f"ISBN:{isbn13}", "format": "json", "jscmd": "data"}
+    deadline = _Deadline(deadline_seconds)
+    try:
+        body = _ask_source(f"{base}/api/books", params, deadline)
+    finally:
+        deadline.close()
+    if body is None:
+        return None
+    return book_from_open_library(parse_source_json(body), isbn13, base)
 
 
 @functools.cache

@@ -2,8 +2,22 @@
 
 from __future__ import annotations
 
+import contextlib
+import datetime
+import ipaddress
+import socket
+import ssl
+import threading
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
 import pytest
 import redis
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509.oid import NameOID
 
 from books import (
     UNAVAILABLE_TEXT,
@@ -17,7 +31,7 @@ from books import (
     parse_isbn,
 )
 from processes import free_port
-from tests.slow_replies.book_source import BookSource, new_isbn13
+from tests.slow_replies.book_source import HUGE_BYTES, BookSource, new_isbn13
 
 
 @pytest.mark.parametrize(
@@ -117,3 +131,186 @@ def test_fetch_asks_the_documented_url_and_reports_a_source_that_cannot_answer()
     with pytest.raises(BookSourceError, match="ConnectionError"):
         fetch_book(found, f"http://127.0.0.1:{free_port()}")
     assert "稍后" in UNAVAILABLE_TEXT or "过几分钟" in UNAVAILABLE_TEXT
+
+
+# --- a hostile or broken source (issue 13, item 13) -------------------------------------------
+
+
+@pytest.fixture()
+def book_source() -> Iterator[BookSource]:
+    source = BookSource().start()
+    yield source
+    source.stop()
+
+
+def _wait_until(predicate: Callable[[], object], timeout: float) -> object:
+    deadline = time.monotonic() + timeout
+    while not (value := predicate()) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    return value
+
+
+@pytest.mark.parametrize("declare_length", [True, False], ids=["content-length", "until-close"])
+def test_a_huge_answer_is_a_source_error_without_reading_it_all(book_source: BookSource,
+                                                                declare_length: bool) -> None:
+    number = new_isbn13()
+    book_source.huge(number, declare_length=declare_length)
+    started = time.monotonic()
+    with pytest.raises(BookSourceError, match="larger than"):
+        fetch_book(number, book_source.url)
+    assert time.monotonic() - started < 8.0  # stopped by the size cap, not by a deadline
+    # We hung up: the source could not write its 10 MB to the end.
+    assert _wait_until(lambda: book_source.ended.get(number), timeout=10)
+    assert book_source.completed[number] is False and book_source.bytes_sent[number] < HUGE_BYTES
+
+
+@pytest.mark.parametrize("part", ["headers", "body"])
+def test_a_source_dripping_a_byte_every_half_second_is_cut_at_the_overall_deadline(book_source: BookSource,
+                                                                                   part: str) -> None:
+    number = new_isbn13()
+    book_source.drip(number, part, seconds=30)
+    started = time.monotonic()
+    with pytest.raises(BookSourceError, match="deadline"):
+        fetch_book(number, book_source.url)
+    # The deadline is 10 s for the whole request; the drip would last 30 s. A generous bound.
+    assert time.monotonic() - started < 20
+
+
+def test_a_redirect_is_not_followed(book_source: BookSource) -> None:
+    number, elsewhere = new_isbn13(), new_isbn13()
+    book_source.redirect(number, to_isbn13=elsewhere)
+    with pytest.raises(BookSourceError, match="HTTP 302"):
+        fetch_book(number, book_source.url)
+    assert book_source.requests_for(elsewhere) == 0
+
+
+@pytest.mark.parametrize(
+    "body",
+    [b"[" * 100_000, b'{"a":' * 100_000, b"[" * 100_000 + b"]" * 100_000, b'{"ISBN:97', b"\xff\xfe{\x00",
+     b"<html>oops</html>"],
+    ids=["100k-open-brackets", "100k-nested-objects", "100k-deep-balanced", "truncated", "bad-utf", "html"],
+)
+def test_deeply_nested_or_malformed_json_is_a_source_error(book_source: BookSource, body: bytes) -> None:
+    number = new_isbn13()
+    book_source.raw(number, body)
+    with pytest.raises(BookSourceError):
+        fetch_book(number, book_source.url)
+
+
+def test_a_script_link_and_a_cover_on_another_host_never_reach_the_card(book_source: BookSource) -> None:
+    number = new_isbn13()
+    book_source.record(number, url="javascript:alert(document.cookie)",
+                       cover={"large": "http://evil.example/cover.jpg", "small": "javascript:alert(1)"})
+    [card] = book_card(fetch_book(number, book_source.url), book_source.url)
+    assert card["url"] == f"{book_source.url}/isbn/{number}"  # the source's own page for the ISBN
+    assert card["picurl"] == ""
+    other = new_isbn13()
+    book_source.record(other, url="http://evil.example/book",
+                       cover={"large": "http://evil.example/c.jpg", "medium": f"{book_source.url}/covers/M.jpg"})
+    [card] = book_card(fetch_book(other, book_source.url), book_source.url)
+    assert card["url"] == f"{book_source.url}/isbn/{other}"
+    assert card["picurl"] == f"{book_source.url}/covers/M.jpg"  # the first cover on the source's host
+
+
+@pytest.mark.parametrize(
+    ("url", "kept"),
+    [
+        ("https://openlibrary.org/books/OL7353617M/Fantastic_Mr._Fox", True),
+        ("https://covers.openlibrary.org/b/id/8739161-L.jpg", True),
+        ("http://openlibrary.org/books/OL7353617M", False),  # plain http from an https source
+        ("http://covers.openlibrary.org/b/id/8739161-L.jpg", False),
+        ("https://openlibrary.org.evil.example/books/OL1M", False),
+        ("https://evil.example/openlibrary.org/", False),
+        ("https://openlibrary.org@evil.example/", False),
+        ("https://user@openlibrary.org/books/OL1M", False),
+        ("https://openlibrary.org\\@evil.example/", False),
+        ("https://openlibrary.org:8443/books/OL1M", False),
+        ("//openlibrary.org/books/OL1M", False),
+        ("/books/OL1M", False),
+        ("javascript:alert(1)", False),
+        ("JaVaScRiPt:alert(1)", False),
+        ("data:text/html,<script>alert(1)</script>", False),
+        (" https://openlibrary.org/books/OL1M", False),
+        ("https://openlibrary.org/books/OL1M\n<script>", False),
+        ("https://openlibrary.org/" + "a" * 3000, False),
+    ],
+    ids=lambda value: value[:48] if isinstance(value, str) else str(value),
+)
+def test_only_https_links_on_the_sources_hosts_are_kept_in_the_card(url: str, kept: bool) -> None:
+    book = Book("9780140328721", "Fantastic Mr. Fox", cover=url, url=url)
+    [card] = book_card(book, "https://openlibrary.org")
+    assert card["url"] == (url if kept else "https://openlibrary.org/isbn/9780140328721")
+    assert card["picurl"] == (url if kept else "")
+
+
+def test_titles_and_names_from_the_source_are_length_capped(book_source: BookSource) -> None:
+    number = new_isbn13()
+    book_source.record(number, title="长" * 10_000, subtitle="副" * 10_000,
+                       authors=[{"name": "名" * 10_000}] + [{"name": f"作者{i}"} for i in range(1000)],
+                       publishers=[{"name": f"出版社{i}"} for i in range(1000)])
+    book = fetch_book(number, book_source.url)
+    [card] = book_card(book, book_source.url)
+    assert len(card["title"]) == 128 and card["title"].endswith("…")
+    lines = dict(line.split("：", 1) for line in card["description"].splitlines())
+    assert len(lines["作者"]) <= 128 and lines["作者"].endswith("…")
+    assert lines["出版社"] == "出版社0、出版社1、出版社2等"  # three names at most
+    assert len(card["description"]) < 400
+    # The shortened book is what the cache keeps, too.
+    assert len(book.title) <= 128 and all(len(name) <= 128 for name in book.authors) and len(book.authors) <= 4
+
+
+def _self_signed_certificate(directory: Path) -> tuple[Path, Path]:
+    """A certificate for 127.0.0.1 and its key, as PEM files."""
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "127.0.0.1")])
+    now = datetime.datetime.now(datetime.UTC)
+    certificate = (
+        x509.CertificateBuilder().subject_name(name).issuer_name(name).public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - datetime.timedelta(minutes=5)).not_valid_after(now + datetime.timedelta(hours=1))
+        .add_extension(x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]), False)
+        .add_extension(x509.BasicConstraints(ca=True, path_length=None), True)
+        .sign(key, hashes.SHA256())
+    )
+    cert_path, key_path = directory / "cert.pem", directory / "key.pem"
+    cert_path.write_bytes(certificate.public_bytes(serialization.Encoding.PEM))
+    key_path.write_bytes(key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                                           serialization.NoEncryption()))
+    return cert_path, key_path
+
+
+@pytest.mark.parametrize("stall", ["handshake", "headers"])
+def test_over_tls_a_source_stalling_the_handshake_or_dripping_headers_is_cut_at_the_deadline(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, stall: str
+) -> None:
+    """The deadline shuts the TCP socket under the TLS layer; each byte or wait alone is within a read timeout."""
+    cert_path, key_path = _self_signed_certificate(tmp_path)
+    monkeypatch.setenv("REQUESTS_CA_BUNDLE", str(cert_path))  # the source is trusted: only time is at stake
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    context.load_cert_chain(cert_path, key_path)
+    listener = socket.create_server(("127.0.0.1", 0))
+    stop = threading.Event()
+
+    def serve() -> None:
+        with contextlib.suppress(OSError):
+            raw, _ = listener.accept()
+            with raw:
+                if stall == "headers":
+                    connection = context.wrap_socket(raw, server_side=True)
+                    connection.recv(4096)
+                    connection.sendall(b"HTTP/1.1 200 OK\r\nX-Drip: ")
+                    while not stop.wait(0.5):
+                        connection.sendall(b"a")
+                stop.wait(30)  # "handshake": accepted, never a byte of TLS
+
+    server = threading.Thread(target=serve, daemon=True)
+    server.start()
+    started = time.monotonic()
+    try:
+        with pytest.raises(BookSourceError, match="deadline"):
+            fetch_book(new_isbn13(), f"https://127.0.0.1:{listener.getsockname()[1]}", deadline_seconds=2)
+        assert time.monotonic() - started < 6  # cut at 2 s; the connect timeout alone is 3 s
+    finally:
+        stop.set()
+        listener.close()
+        server.join(10)

@@ -111,3 +111,14 @@ def test_a_source_slower_than_the_deadline_answers_success_in_time_then_the_card
     assert article["title"] == f"测试之书 {number[-4:]}：第二版"
     assert article["picurl"].endswith(f"{number}-L.jpg") and article["url"].startswith(book_source.url)
     assert "出版社：机械工业出版社" in article["description"]
+
+
+def test_a_source_answering_100k_nested_brackets_gets_the_try_later_text_not_silence(
+    app: AppServer, wechat: SandboxServer, book_source: BookSource
+) -> None:
+    """json raises RecursionError (not a ValueError) on such nesting; the follower must still get an answer."""
+    openid, number = new_follower(wechat), new_isbn13()
+    book_source.raw(number, b"[" * 100_000)
+    reply = reply_fields(send(app, text_message(openid, number)).text)
+    assert reply["MsgType"] == "text" and "暂时连不上" in reply["Content"]
+    assert book_source.requests_for(number) == 1
