@@ -256,3 +256,16 @@ def test_a_full_redis_refuses_writes_and_keeps_the_access_token(stack: AclStack,
         assert admin.info("stats")["evicted_keys"] == 0
     finally:
         server.stop()
+
+
+@pytest.mark.parametrize("url", [
+    "unix://weixin-web:s3cret-pass@/run/redis/redis-server.sock?db=0",
+    "redis://weixin-web:s3cret-pass@127.0.0.1:6379/0",
+    "rediss://:s3cret-pass@redis.example:6380/0",
+    "redis://weixin-web:s3cret/pass@127.0.0.1:6379/0",  # unencoded: what an operator may paste
+    "unix:///run/redis/redis-server.sock?db=0&username=weixin-web&password=s3cret-pass",  # redis-py reads these too
+])
+def test_redact_url_hides_the_password_in_every_form_redis_py_reads(url: str) -> None:
+    settings = config.load_settings({"WECHAT_TOKEN": TEST_TOKEN, "REDIS_URL": url}, Path("/dev/null"))
+    assert settings.redis_url == url
+    assert "s3cret" not in config.redact_url(url) and "s3cret" not in repr(settings)
