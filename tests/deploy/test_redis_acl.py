@@ -6,9 +6,12 @@ commands, and no log line holds a password."""
 
 from __future__ import annotations
 
+import contextlib
+import ctypes
 import os
 import secrets
 import subprocess
+import sys
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -19,6 +22,7 @@ import redis
 import requests
 
 import config
+import processes
 from oauth.sessions import SessionStore
 from processes import PROJECT_ROOT, AppServer, RedisServer, SlowReplyWorker, TokenServiceProcess
 from sandbox.platform import DEFAULT_SECRET, FakeWeChat
@@ -79,6 +83,38 @@ class AclStack:
         return {path.name: path.read_text(errors="replace") for path in paths}
 
 
+# Runs a program as systemd's MemoryDenyWriteExecute=yes does (the units set it): the kernel's PR_SET_MDWE
+# (Linux 6.3+) refuses memory that is or becomes writable and executable, in the program and its children.
+MDWE_EXEC = """import ctypes, os, sys
+if ctypes.CDLL(None, use_errno=True).prctl(65, 1, 0, 0, 0) != 0:  # PR_SET_MDWE, PR_MDWE_REFUSE_EXEC_GAIN
+    sys.exit(f"PR_SET_MDWE: errno {ctypes.get_errno()}")
+os.execv(sys.argv[1], sys.argv[1:])
+"""
+
+
+@contextlib.contextmanager
+def without_writable_executable_memory(directory: Path) -> Iterator[None]:
+    """processes.py starts Python (sys.executable) and uWSGI (find_program): both through the MDWE wrapper."""
+    directory.mkdir(parents=True, exist_ok=True)
+    (directory / "mdwe_exec.py").write_text(MDWE_EXEC)
+    real_python, real_find_program = sys.executable, processes.find_program
+
+    def wrapper(program: str) -> str:
+        path = directory / f"mdwe-{Path(program).name}"
+        path.write_text(f'#!/bin/sh\nexec "{real_python}" "{directory / "mdwe_exec.py"}" "{program}" "$@"\n')
+        path.chmod(0o755)
+        return str(path)
+
+    python_wrapper = wrapper(real_python)
+    try:
+        sys.executable = python_wrapper
+        processes.find_program = lambda name: wrapper(real_find_program(name)) if name == "uwsgi" else \
+            real_find_program(name)
+        yield
+    finally:
+        sys.executable, processes.find_program = real_python, real_find_program
+
+
 def wait_until(predicate, timeout: float = 20.0, interval: float = 0.05):
     deadline = time.monotonic() + timeout
     while True:
@@ -107,6 +143,13 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[AclStack]:
             "weixin-token": server.url_for("weixin-token", passwords["weixin-token"], unix=True),
             "weixin-worker": server.url_for("weixin-worker", passwords["weixin-worker"], unix=True),
         }
+        mdwe = contextlib.ExitStack()
+        started.append(mdwe)  # closed (the originals back) once every process is stopped
+        if mdwe_supported():
+            mdwe.enter_context(without_writable_executable_memory(directory / "mdwe"))
+            refused = subprocess.run([sys.executable, "-c", "import mmap; mmap.mmap(-1, 4096, prot=7)"],
+                                     capture_output=True, timeout=30)
+            assert refused.returncode != 0 and b"PermissionError" in refused.stderr  # the wrapper works
         wechat = SandboxServer(FakeWeChat(appid=TEST_APPID, stable_force_spacing=0)).start()
         started.append(wechat)
         books = BookSource().start()
@@ -131,7 +174,12 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[AclStack]:
         yield AclStack(server, passwords, urls, wechat, books, tokens, worker, app)
     finally:
         for process in reversed(started):
-            process.stop()
+            process.close() if isinstance(process, contextlib.ExitStack) else process.stop()
+
+
+def mdwe_supported() -> bool:
+    """PR_GET_MDWE answers (>= 0) on Linux 6.3 and later."""
+    return ctypes.CDLL(None, use_errno=True).prctl(66, 0, 0, 0, 0) >= 0
 
 
 def send_text(stack: AclStack, openid: str, content: str) -> tuple[dict, bytes, dict]:
@@ -157,6 +205,9 @@ def test_the_shipped_redis_settings_are_loaded_no_eviction_and_the_default_user_
 
 
 def test_every_component_does_its_job_under_its_own_user_without_one_refusal(stack: AclStack) -> None:
+    if mdwe_supported():  # as MemoryDenyWriteExecute=yes in the units
+        assert all(Path(process.process.argv[0]).name.startswith("mdwe-")
+                   for process in (stack.app, stack.tokens, stack.worker)), stack.app.process.argv
     admin = stack.admin()
     admin.acl_log_reset()
     # The web app: the claim script and the stored reply for a retry (dedupe), replay fingerprints.
