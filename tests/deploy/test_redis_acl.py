@@ -220,8 +220,9 @@ def test_every_component_does_its_job_under_its_own_user_without_one_refusal(sta
     # hands the card back through wechat:slow:*.
     number = new_isbn13()
     stack.wechat.platform.follower_interacted("oAclFollower000000000000002")
-    _, _, card = send_text(stack, "oAclFollower000000000000002", number)
+    query, body, card = send_text(stack, "oAclFollower000000000000002", number)
     assert card["MsgType"] == "news", stack.worker.process.log_text()[-3000:]
+    assert deliver(stack.app.url + "/weixin", query, body).status_code == 200  # WeChat's retry of it
     # /health reads the token's metadata with the web user.
     health = requests.get(stack.app.url + "/health", timeout=10).json()
     assert health["redis"]["reachable"] and health["token"]["present"], health
@@ -260,6 +261,7 @@ def test_every_user_is_refused_outside_its_key_patterns(stack: AclStack) -> None
     outside = {
         # Only token_service writes credentials and holds the leader lease; the others may only read them.
         web: [("SET", credential, "forged"), ("HSET", credential + ":meta", "source", "x"),
+              ("LPUSH", "rq:queue:default", "x"), ("SADD", "rq:workers", "x"),
               ("SET", f"wechat:lock:token:{TEST_APPID}", "me"), ("GET", "other:key"), ("PUBLISH", "rq:pubsub:w", "x")],
         worker: [("SET", credential, "forged"), ("GET", "wechat:msg:a:id:1"), ("GET", "wechat:replay:a:b"),
                  ("GET", "wechat:oauth:session:x"), ("SET", f"wechat:lock:token:{TEST_APPID}", "me")],
