@@ -17,7 +17,7 @@ die() { printf 'install.sh: %s\n' "$*" >&2; exit 1; }
 
 [ "$(id -u)" -eq 0 ] || die "run as root (sudo deploy/install.sh)"
 [ "$SOURCE_DIR" = "$APP_DIR" ] || die "the checkout must be in $APP_DIR (the configs name that path); it is in $SOURCE_DIR"
-[ -f "$APP_DIR/index.py" ] && [ -f "$APP_DIR/uwsgi.xml" ] || die "$APP_DIR is not a checkout of this project"
+if [ ! -f "$APP_DIR/index.py" ] || [ ! -f "$APP_DIR/uwsgi.xml" ]; then die "$APP_DIR is not a checkout of this project"; fi
 
 say "system packages"
 export DEBIAN_FRONTEND=noninteractive
@@ -53,9 +53,10 @@ chmod 640 "$CONFIG_DIR/common.env"
 chmod 600 "$CONFIG_DIR/web.env" "$CONFIG_DIR/token.env" "$CONFIG_DIR/worker.env"
 if [ -f "$APP_DIR/.env" ]; then
   # config.py reads /srv/weixin/.env when it exists (a command run from the checkout would find every secret).
-  install -m 600 -o root -g root "$APP_DIR/.env" "$CONFIG_DIR/old-dotenv.migrated"
+  moved_to="$CONFIG_DIR/old-dotenv.$(date +%Y%m%d%H%M%S)"
+  install -m 600 -o root -g root "$APP_DIR/.env" "$moved_to"
   rm -f "$APP_DIR/.env"
-  echo "moved $APP_DIR/.env to $CONFIG_DIR/old-dotenv.migrated after splitting it; delete it once all works"
+  echo "moved $APP_DIR/.env to $moved_to (its values are in $CONFIG_DIR/*.env now); delete it once all works"
 fi
 
 say "Redis: ACL users, unix socket for group $APP_USER, memory limit"

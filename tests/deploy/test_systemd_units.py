@@ -283,3 +283,12 @@ def test_install_script_makes_the_user_the_files_and_passes_no_secret_in_argv() 
     assert "\nmaxmemory-policy noeviction\n" in redis_conf and "\naclfile /etc/redis/users.acl\n" in redis_conf
     drop_in = (PROJECT_ROOT / "deploy/redis/redis-server-socket-group.conf").read_text()
     assert "ExecStartPost=+/bin/chgrp weixin /run/redis/redis-server.sock" in drop_in
+
+
+def test_install_scripts_pass_shellcheck() -> None:
+    shellcheck = shutil.which("shellcheck")
+    if not shellcheck:
+        pytest.skip("shellcheck is not installed (apt-get install shellcheck)")
+    result = subprocess.run([shellcheck, "-x", "deploy/install.sh", "deploy/install-lib.sh"], cwd=PROJECT_ROOT,
+                            capture_output=True, text=True, timeout=60)
+    assert result.returncode == 0, result.stdout
