@@ -177,6 +177,14 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[AclStack]:
             process.close() if isinstance(process, contextlib.ExitStack) else process.stop()
 
 
+def children_of(pid: int) -> list[int]:
+    try:
+        children = [int(child) for child in Path(f"/proc/{pid}/task/{pid}/children").read_text().split()]
+    except OSError:
+        return []
+    return children + [grandchild for child in children for grandchild in children_of(child)]
+
+
 def mdwe_supported() -> bool:
     """PR_GET_MDWE answers (>= 0) on Linux 6.3 and later."""
     return ctypes.CDLL(None, use_errno=True).prctl(66, 0, 0, 0, 0) >= 0
@@ -285,6 +293,12 @@ def test_no_log_line_holds_a_redis_password(stack: AclStack) -> None:
     for name, text in logs.items():
         for user, password in stack.passwords.items():
             assert password not in text, f"{user}'s password in {name}"
+    # Nor any process's command line (every local user can read those).
+    for process in (stack.redis.process, stack.tokens.process, stack.worker.process, stack.app.process):
+        for pid in [process.pid, *children_of(process.pid)]:
+            with contextlib.suppress(FileNotFoundError):
+                cmdline = Path(f"/proc/{pid}/cmdline").read_bytes().decode(errors="replace")
+                assert not any(password in cmdline for password in stack.passwords.values()), cmdline
     for url in stack.urls.values():
         settings = config.load_settings({"WECHAT_TOKEN": TEST_TOKEN, "REDIS_URL": url}, Path("/dev/null"))
         assert settings.redis_url == url
