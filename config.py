@@ -56,7 +56,10 @@ class Settings:
 
 
 def redact_url(url: str) -> str:
-    return re.sub(r"//[^@/]*@", "//***@", url)
+    """The URL without its credentials: the user:password part (up to the last '@', in case a password holds
+    an unencoded '/' or '@') and a `password=` query parameter (redis-py reads one)."""
+    url = re.sub(r"^([A-Za-z][A-Za-z0-9+.-]*://)[^@]*@", r"\1***@", url)
+    return re.sub(r"([?&]password=)[^&#]*", r"\1***", url, flags=re.IGNORECASE)
 
 
 def read_dotenv(path: Path) -> dict[str, str]:

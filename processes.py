@@ -140,11 +140,15 @@ class ManagedProcess:
 
 @dataclass
 class RedisServer:
-    """A private redis-server on a unix socket (and a TCP port) in its own directory."""
+    """A private redis-server on a unix socket (and a TCP port) in its own directory. `config_file` (e.g.
+    deploy/redis/weixin.conf) is read first, then the options below override it; `acl_file` loads ACL users
+    (the URLs below then need a user's credentials: `url_for`)."""
 
     directory: Path
     port: int = 0
     process: ManagedProcess | None = None
+    config_file: Path | None = None
+    acl_file: Path | None = None
 
     @property
     def socket_path(self) -> Path:
@@ -159,16 +163,25 @@ class RedisServer:
     def unix_url(self) -> str:
         return f"unix://{self.socket_path}?db=0"
 
+    def url_for(self, username: str, password: str, unix: bool = False) -> str:
+        """A URL that logs in as an ACL user, in the form REDIS_URL takes in production."""
+        if unix:
+            return f"unix://{username}:{password}@{self.socket_path}?db=0"
+        return f"redis://{username}:{password}@127.0.0.1:{self.port}/0"
+
     def start(self) -> RedisServer:
         self.directory.mkdir(parents=True, exist_ok=True)
         if not self.port:
             self.port = free_port()
         argv = [
             find_program("redis-server"),
+            *([str(self.config_file)] if self.config_file else []),
+            *(["--aclfile", str(self.acl_file)] if self.acl_file else []),
             "--port", str(self.port),
             "--bind", "127.0.0.1",
             "--unixsocket", str(self.socket_path),
-            "--unixsocketperm", "700",
+            # The config file's own socket permissions (660 in deploy/redis/weixin.conf) when there is one.
+            *([] if self.config_file else ["--unixsocketperm", "700"]),
             "--dir", str(self.directory),
             "--save", "",
             "--appendonly", "no",

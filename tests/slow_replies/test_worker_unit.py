@@ -26,4 +26,5 @@ def test_the_unit_runs_the_worker_from_the_venv_and_lets_the_running_job_finish_
     # SIGTERM to the main process only (rq's warm shutdown); the job's forked process would die of it.
     assert unit["KillSignal"] == "SIGTERM" and unit["KillMode"] == "mixed"
     assert int(unit["TimeoutStopSec"]) > JOB_TIMEOUT_SECONDS
-    assert unit["EnvironmentFile"] == "/srv/weixin/.env" and unit["Restart"] == "always"
+    # The last EnvironmentFile= line: its own (after /etc/weixin/common.env), see deploy/env/worker.env.example.
+    assert unit["EnvironmentFile"] == "/etc/weixin/worker.env" and unit["Restart"] == "always"
