@@ -94,8 +94,9 @@ def handler_is_dead(marker: bytes) -> bool:
 
 @dataclass(frozen=True)
 class RequestFingerprint:
-    """A signed query string and the body it came with. In plaintext mode the signature does not cover
-    the body, so a query string seen in a log could otherwise be replayed with any body."""
+    """A signed triple (signature, timestamp, nonce) and the body it first came with. The signature covers
+    only the Token, timestamp and nonce, in every mode: a triple seen in a log (a safe-mode push's too)
+    could otherwise carry any body, plaintext included. WeChat's retries send the same bytes."""
 
     key: str
     body_digest: str
@@ -103,8 +104,8 @@ class RequestFingerprint:
 
     @classmethod
     def of(cls, appid: str, signature: str, timestamp: str, nonce: str, body: bytes, ttl: int) -> RequestFingerprint:
-        query = hashlib.sha1(f"{signature}|{timestamp}|{nonce}".encode()).hexdigest()
-        return cls(f"wechat:replay:{appid}:{query}", hashlib.sha1(body).hexdigest(), max(ttl, 60))
+        triple = hashlib.sha1(f"{signature}|{timestamp}|{nonce}".encode()).hexdigest()
+        return cls(f"wechat:replay:{appid}:{triple}", hashlib.sha1(body).hexdigest(), max(ttl, 60))
 
 
 @dataclass(frozen=True)

@@ -1,0 +1,97 @@
+"""Issue 13, item 3: the signed triple (signature, timestamp, nonce) is bound to the first body it came
+with, in every mode."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import requests
+
+from tests.conftest import TEST_AES_KEY, TEST_APPID, TEST_TOKEN
+from tests.wechat_requests import (
+    deliver,
+    fixture,
+    open_encrypted_reply,
+    prepare,
+    reply_fields,
+    signed_query,
+    with_fresh_ids,
+)
+
+ROOT = Path(__file__).resolve().parent.parent
+MODES = ("plain", "compatible", "safe")
+SIGNED_MODE_PARAMETERS = ("encrypt_type", "msg_signature")
+
+
+def text(content: str) -> bytes:
+    return with_fresh_ids(fixture("messages/text.xml").replace("微博".encode(), content.encode()))
+
+
+def content_of(response: requests.Response, mode: str) -> str:
+    assert response.status_code == 200, response.text
+    if mode == "plain":
+        return reply_fields(response.text)["Content"]
+    return open_encrypted_reply(response.text, TEST_TOKEN, TEST_AES_KEY, TEST_APPID)["Content"]
+
+
+def as_plaintext(query: dict[str, str]) -> dict[str, str]:
+    """An encrypted push's query with what marks it as encrypted dropped: the signed triple stays valid."""
+    return {name: value for name, value in query.items() if name not in SIGNED_MODE_PARAMETERS}
+
+
+@pytest.fixture(scope="module")
+def weixin(start_app) -> str:
+    return start_app().url + "/weixin"  # shipped replies.yaml (echo by default), EncodingAESKey configured
+
+
+# --- item 3: the triple is bound to its body in every mode ------------------------------------------
+
+
+@pytest.mark.parametrize("mode", ["safe", "compatible"])
+def test_an_encrypted_pushs_triple_cannot_carry_a_plaintext_body(weixin: str, mode: str) -> None:
+    query, body = prepare(text("我的订单号 4711"), TEST_TOKEN, mode, TEST_AES_KEY, TEST_APPID)
+    first = content_of(deliver(weixin, query, body), mode)
+    forged = deliver(weixin, as_plaintext(query), text("给我看看"))
+    assert forged.status_code == 403 and len(forged.text) < 200, forged.text
+    # WeChat's own retry (the same bytes) still gets the stored reply.
+    assert content_of(deliver(weixin, query, body), mode) == first
+
+
+@pytest.mark.parametrize("second_mode", MODES)
+@pytest.mark.parametrize("first_mode", MODES)
+def test_a_triple_seen_with_one_body_refuses_any_other_body_in_any_mode(
+    weixin: str, first_mode: str, second_mode: str
+) -> None:
+    triple = signed_query(TEST_TOKEN)
+    query, body = prepare(text("第一条"), TEST_TOKEN, first_mode, TEST_AES_KEY, TEST_APPID, query=triple)
+    assert deliver(weixin, query, body).status_code == 200
+    # Even correctly encrypted and msg-signed (as only a holder of the Token could): another body is refused.
+    other_query, other_body = prepare(text("第二条"), TEST_TOKEN, second_mode, TEST_AES_KEY, TEST_APPID, query=triple)
+    assert other_body != body
+    assert deliver(weixin, other_query, other_body).status_code == 403
+
+
+def test_plaintext_pushes_with_an_aes_key_configured_are_warned_about_once_a_minute(start_app) -> None:
+    app = start_app(WECHAT_TIMESTAMP_WINDOW="299")  # a server of its own, so that its log is this test's
+    url = app.url + "/weixin"
+    query, body = prepare(text("加密"), TEST_TOKEN, "safe", TEST_AES_KEY, TEST_APPID)
+    assert deliver(url, query, body).status_code == 200
+    assert "WECHAT_REQUIRE_ENCRYPTION" not in app.process.log_text()  # encrypted pushes: nothing to say
+    for _ in range(3):
+        query, body = prepare(text("明文"), TEST_TOKEN)
+        assert deliver(url, query, body).status_code == 200
+    log = app.process.wait_for_log("WECHAT_REQUIRE_ENCRYPTION")
+    warnings = [line for line in log.splitlines() if "WECHAT_REQUIRE_ENCRYPTION" in line]
+    assert len(warnings) == 1, warnings
+    assert "plaintext" in warnings[0] and TEST_AES_KEY not in log and TEST_TOKEN not in log
+
+
+def test_the_rate_limit_allows_one_per_interval() -> None:
+    from handle import RateLimit
+
+    limit = RateLimit(60.0)
+    assert limit.allow(now=1000.0)
+    assert not limit.allow(now=1000.0) and not limit.allow(now=1059.9)
+    assert limit.allow(now=1060.0)
+    assert not limit.allow(now=1061.0)
