@@ -3,8 +3,9 @@
 A reply that runs code claims the message first (`SET NX` with a short lease), then stores its reply
 for the retries (about 5 s apart, up to 3); a retry that arrives while it is still running waits briefly
 for that reply. A reply from the rules file alone has no side effects: it is rendered first and stored
-by the claim itself, one round trip to Redis. If Redis is unreachable the message is answered anyway,
-without dedupe.
+by the claim itself, one round trip to Redis, which also binds the request's signed triple to its body
+(replay check). If Redis is unreachable the message is answered anyway, with claims and fingerprints in
+the server's own memory (local_dedupe.py).
 """
 
 from __future__ import annotations
@@ -32,6 +33,9 @@ PENDING = b"\x00pending"  # followed by ":<host>:<pid>" of the process handling 
 NOTHING = b"\x00nothing"  # the reply was "say nothing": retries answer `success` too
 REPLY_TTL_SECONDS = 300  # WeChat retries within ~20 s; five minutes covers every retry with margin
 REDIS_BACKOFF_SECONDS = 5.0  # after a Redis failure, don't pay a connection timeout on every request
+DEFAULT_TIMESTAMP_WINDOW = 300  # config.Settings.timestamp_window's default
+# Whole-second timestamps and the time between the window check and the claim.
+FINGERPRINT_SLACK_SECONDS = 5
 # WeChat's MsgId: ASCII digits (a 64-bit number). str.isdigit() would also accept '٤' or '４'.
 MSG_ID_PATTERN = re.compile(r"[0-9]{1,24}")
 # What may stand in a key name as the account when no AppID is configured (an original id: gh_...).
@@ -103,9 +107,17 @@ class RequestFingerprint:
     ttl: int
 
     @classmethod
-    def of(cls, appid: str, signature: str, timestamp: str, nonce: str, body: bytes, ttl: int) -> RequestFingerprint:
+    def of(cls, appid: str, signature: str, timestamp: str, nonce: str, body: bytes, window: int) -> RequestFingerprint:
+        """`window` is the timestamp window (WECHAT_TIMESTAMP_WINDOW, 0 when turned off)."""
         triple = hashlib.sha1(f"{signature}|{timestamp}|{nonce}".encode()).hexdigest()
-        return cls(f"wechat:replay:{appid}:{triple}", hashlib.sha1(body).hexdigest(), max(ttl, 60))
+        return cls(f"wechat:replay:{appid}:{triple}", hashlib.sha1(body).hexdigest(), fingerprint_ttl(window))
+
+
+def fingerprint_ttl(window: int) -> int:
+    """Seconds to remember a triple. A timestamp is accepted from `window` s before it until `window` s after
+    it, so the same triple can come back up to twice the window after it was first seen. Without a window
+    (an insecure setting) no lifetime is enough: the default window's is kept, to bound Redis's memory."""
+    return 2 * (window if window > 0 else DEFAULT_TIMESTAMP_WINDOW) + FINGERPRINT_SLACK_SECONDS
 
 
 @dataclass(frozen=True)
@@ -245,7 +257,7 @@ class RetryCache:
 
     def _claim(self, key: str, request: RequestFingerprint | None, value: bytes, ttl_ms: int) -> Claim:
         if not self._redis_usable():
-            return self._claim_locally(key, value, ttl_ms)
+            return self._claim_locally(key, value, ttl_ms, request)
         try:
             if request is None:
                 keys, args = [key, ""], [value, ttl_ms, "", 0]
@@ -259,12 +271,19 @@ class RetryCache:
             return self._await_first(key, result)
         except (redis.RedisError, OSError) as error:
             self._redis_failed(error)
-            return self._claim_locally(key, value, ttl_ms)
+            return self._claim_locally(key, value, ttl_ms, request)
 
-    def _claim_locally(self, key: str, value: bytes, ttl_ms: int) -> Claim:
-        """While Redis is down: the same claim in this server's shared memory (local_dedupe.py)."""
+    def _claim_locally(self, key: str, value: bytes, ttl_ms: int, request: RequestFingerprint | None) -> Claim:
+        """While Redis is down: the same claim and replay check in this server's shared memory
+        (local_dedupe.py). A fingerprint the stand-in cannot store (it is full) is not checked: refusing
+        would drop WeChat's own pushes."""
         if self.fallback is None:
             return Claim(Outcome.UNAVAILABLE, key)
+        if request is not None:
+            digest = request.body_digest.encode()
+            seen = self.fallback.claim(request.key, digest, request.ttl)
+            if seen and seen != digest:
+                return Claim(Outcome.REPLAYED, key, local=True)
         existing = self.fallback.claim(key, value, max(1, ttl_ms // 1000))
         if existing is None:
             return Claim(Outcome.FIRST, key, local=True)

@@ -1,13 +1,21 @@
-"""Issue 13, item 3: the signed triple (signature, timestamp, nonce) is bound to the first body it came
-with, in every mode."""
+"""Issue 13, items 3 and 10: the signed triple (signature, timestamp, nonce) is bound to the first body it
+came with, in every mode, for twice the timestamp window, in Redis or (while Redis is down) in the
+server's own memory; a window of 0 needs an explicit insecure setting."""
 
 from __future__ import annotations
 
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
+import redis
 import requests
 
+from config import ConfigError, load_settings
+from dedupe import Outcome, RequestFingerprint, RetryCache, fail_fast_client
+from local_dedupe import MemoryClaims
+from processes import free_port
 from tests.conftest import TEST_AES_KEY, TEST_APPID, TEST_TOKEN
 from tests.wechat_requests import (
     deliver,
@@ -95,3 +103,64 @@ def test_the_rate_limit_allows_one_per_interval() -> None:
     assert not limit.allow(now=1000.0) and not limit.allow(now=1059.9)
     assert limit.allow(now=1060.0)
     assert not limit.allow(now=1061.0)
+
+
+# --- item 10: lifetime, window 0, Redis down -------------------------------------------------------
+
+
+@pytest.mark.parametrize("window", [1, 30, 300, 3600])
+def test_a_fingerprint_lives_at_least_twice_the_timestamp_window(redis_client: redis.Redis, window: int) -> None:
+    """A timestamp is accepted from `window` seconds before it to `window` seconds after it: the triple can
+    come back up to twice the window after it was first seen."""
+    fingerprint = RequestFingerprint.of("wxapp", "sig", "1700000000", f"n{window}", b"<xml>a</xml>", window)
+    assert fingerprint.ttl >= 2 * window
+    assert RetryCache(redis_client).claim(f"wechat:msg:wxapp:id:{window}", fingerprint).outcome is Outcome.FIRST
+    assert redis_client.ttl(fingerprint.key) >= 2 * window - 1
+
+
+def test_while_redis_is_down_the_local_stand_in_keeps_fingerprints_too() -> None:
+    cache = RetryCache(fail_fast_client(f"redis://127.0.0.1:{free_port()}/0"), fallback=MemoryClaims())
+    original = RequestFingerprint.of("wxapp", "sig", "1700000000", "42", b"<xml>original</xml>", 300)
+    first = cache.claim_with_reply("wechat:msg:wxapp:id:1", "<xml>reply</xml>", original)
+    assert (first.outcome, first.local) == (Outcome.FIRST, True)
+    retry = cache.claim_with_reply("wechat:msg:wxapp:id:1", "<xml>again</xml>", original)
+    assert (retry.outcome, retry.reply) == (Outcome.DONE, "<xml>reply</xml>")  # WeChat's retry: same bytes
+    forged = RequestFingerprint.of("wxapp", "sig", "1700000000", "42", b"<xml>forged</xml>", 300)
+    assert cache.claim_with_reply("wechat:msg:wxapp:id:2", "<xml>x</xml>", forged).outcome is Outcome.REPLAYED
+    assert cache.claim("wechat:msg:wxapp:id:3", forged).outcome is Outcome.REPLAYED
+
+
+def test_while_redis_is_down_a_replay_with_another_body_is_403_under_uwsgi(start_app) -> None:
+    app = start_app(REDIS_URL=f"redis://127.0.0.1:{free_port()}/0")  # nothing listens there
+    url = app.url + "/weixin"
+    for mode in MODES:
+        query, body = prepare(text("我的订单号 4711"), TEST_TOKEN, mode, TEST_AES_KEY, TEST_APPID)
+        first = content_of(deliver(url, query, body), mode)
+        other_query, other_body = prepare(text("别的"), TEST_TOKEN, "plain", query=as_plaintext(query))
+        assert deliver(url, other_query, other_body).status_code == 403, mode
+        assert content_of(deliver(url, query, body), mode) == first  # WeChat's retry still answered
+
+
+def settings(**env: str):
+    return load_settings({"WECHAT_TOKEN": "abc123", **env}, dotenv_path=Path("/nonexistent/.env"))
+
+
+def test_a_timestamp_window_of_0_is_refused_without_the_insecure_setting() -> None:
+    with pytest.raises(ConfigError) as error:
+        settings(WECHAT_TIMESTAMP_WINDOW="0")
+    assert "WECHAT_INSECURE_NO_TIMESTAMP_WINDOW=1" in str(error.value) and "\n" not in str(error.value)
+    with pytest.raises(ConfigError, match="must be 1 or 0"):
+        settings(WECHAT_TIMESTAMP_WINDOW="0", WECHAT_INSECURE_NO_TIMESTAMP_WINDOW="please")
+    assert settings(WECHAT_TIMESTAMP_WINDOW="0", WECHAT_INSECURE_NO_TIMESTAMP_WINDOW="1").timestamp_window == 0
+    assert settings(WECHAT_TIMESTAMP_WINDOW="60").timestamp_window == 60
+    assert settings().timestamp_window == 300
+
+
+def test_the_app_refuses_to_start_with_a_window_of_0_in_one_line() -> None:
+    env = {"WECHAT_TOKEN": "abc", "WECHAT_TIMESTAMP_WINDOW": "0", "PATH": "/usr/bin:/bin"}
+    result = subprocess.run(
+        [sys.executable, "-c", "import index"], cwd=ROOT, env=env, capture_output=True, text=True, timeout=60
+    )
+    assert result.returncode == 2
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("configuration error: WECHAT_TIMESTAMP_WINDOW=0"), lines
