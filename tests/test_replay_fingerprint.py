@@ -164,3 +164,25 @@ def test_the_app_refuses_to_start_with_a_window_of_0_in_one_line() -> None:
     assert result.returncode == 2
     lines = result.stderr.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("configuration error: WECHAT_TIMESTAMP_WINDOW=0"), lines
+
+
+@pytest.mark.parametrize("mode", MODES)
+def test_the_fingerprint_rides_on_the_claim_one_redis_round_trip_per_message(
+    weixin: str, redis_server, mode: str
+) -> None:
+    client = redis.Redis.from_url(redis_server.url)
+    assert deliver(weixin, *prepare(text("预热"), TEST_TOKEN, mode, TEST_AES_KEY, TEST_APPID)).status_code == 200
+
+    def calls() -> dict[str, int]:
+        stats = client.info("commandstats")
+        return {name: value["calls"] for name, value in stats.items() if name not in ("cmdstat_info", "cmdstat_ping")}
+
+    before = calls()
+    for number in range(20):
+        query, body = prepare(text(f"消息 {number}"), TEST_TOKEN, mode, TEST_AES_KEY, TEST_APPID)
+        assert deliver(weixin, query, body).status_code == 200
+    after = calls()
+    spent = {name: after[name] - before.get(name, 0) for name in after if after[name] != before.get(name, 0)}
+    # One EVALSHA per message, nothing else from the client; Redis counts the script's own commands too:
+    # GET and SET of the fingerprint, SET NX of the message's claim.
+    assert spent == {"cmdstat_evalsha": 20, "cmdstat_get": 20, "cmdstat_set": 40}, spent
