@@ -8,7 +8,8 @@ import re
 from processes import AppServer
 from sandbox.server import SandboxServer
 from tests.slow_replies.book_source import BookSource, new_isbn13
-from tests.slow_replies.conftest import delivered_to, new_follower, send, text_message, wait_until
+from tests.slow_replies.conftest import delivered_to, new_follower, send, text_message
+from tests.waiting import wait_until
 from tests.wechat_requests import fresh_id, reply_fields
 
 
@@ -40,7 +41,7 @@ def test_slow_cards_for_two_followers_with_the_same_msgid_each_reach_their_follo
     book_source.slow(other_isbn, 2.0)
     assert send(app, with_msg_id(text_message(victim, victim_isbn), msg_id)).text == "success"
     assert send(app, with_msg_id(text_message(other, other_isbn), msg_id)).text == "success"
-    assert wait_until(lambda: delivered_to(wechat, victim) and delivered_to(wechat, other), timeout=20)
+    wait_until(lambda: delivered_to(wechat, victim) and delivered_to(wechat, other), timeout=20)
     for openid, number in ((victim, victim_isbn), (other, other_isbn)):
         cards = [body["news"]["articles"][0]["title"] for body in delivered_to(wechat, openid)]
         assert cards == [title(number)], (openid, cards)
