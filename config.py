@@ -172,6 +172,14 @@ def load_settings(
     if not replies_file.is_absolute():
         replies_file = PROJECT_ROOT / replies_file
 
+    timestamp_window = int(_number("WECHAT_TIMESTAMP_WINDOW", get("WECHAT_TIMESTAMP_WINDOW", "300"), int, 0))
+    no_window = parse_bool("WECHAT_INSECURE_NO_TIMESTAMP_WINDOW", get("WECHAT_INSECURE_NO_TIMESTAMP_WINDOW", "0"))
+    if timestamp_window == 0 and not no_window:
+        raise ConfigError(
+            "WECHAT_TIMESTAMP_WINDOW=0 turns the timestamp check off, so a captured request could be replayed "
+            "once its fingerprint expires; use a window (default 300) or set WECHAT_INSECURE_NO_TIMESTAMP_WINDOW=1"
+        )
+
     log_level = get("LOG_LEVEL", "INFO").upper()
     if log_level not in {"DEBUG", "INFO", "WARNING", "ERROR"}:
         raise ConfigError("LOG_LEVEL must be DEBUG, INFO, WARNING or ERROR")
@@ -186,7 +194,7 @@ def load_settings(
         api_base=api_base,
         books_api_base=books_api_base,
         replies_file=replies_file,
-        timestamp_window=int(_number("WECHAT_TIMESTAMP_WINDOW", get("WECHAT_TIMESTAMP_WINDOW", "300"), int, 0)),
+        timestamp_window=timestamp_window,
         max_body_bytes=int(_number("MAX_BODY_BYTES", get("MAX_BODY_BYTES", str(64 * 1024)), int, 1024)),
         reply_deadline=reply_deadline,
         log_level=log_level,

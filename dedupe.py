@@ -3,8 +3,9 @@
 A reply that runs code claims the message first (`SET NX` with a short lease), then stores its reply
 for the retries (about 5 s apart, up to 3); a retry that arrives while it is still running waits briefly
 for that reply. A reply from the rules file alone has no side effects: it is rendered first and stored
-by the claim itself, one round trip to Redis. If Redis is unreachable the message is answered anyway,
-without dedupe.
+by the claim itself, one round trip to Redis, which also binds the request's signed triple to its body
+(replay check). If Redis is unreachable the message is answered anyway, with claims and fingerprints in
+the server's own memory (local_dedupe.py).
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ import enum
 import hashlib
 import logging
 import os
+import re
 import socket
 import threading
 import time
@@ -31,6 +33,13 @@ PENDING = b"\x00pending"  # followed by ":<host>:<pid>" of the process handling 
 NOTHING = b"\x00nothing"  # the reply was "say nothing": retries answer `success` too
 REPLY_TTL_SECONDS = 300  # WeChat retries within ~20 s; five minutes covers every retry with margin
 REDIS_BACKOFF_SECONDS = 5.0  # after a Redis failure, don't pay a connection timeout on every request
+DEFAULT_TIMESTAMP_WINDOW = 300  # config.Settings.timestamp_window's default
+# Whole-second timestamps and the time between the window check and the claim.
+FINGERPRINT_SLACK_SECONDS = 5
+# WeChat's MsgId: ASCII digits (a 64-bit number). str.isdigit() would also accept '٤' or '４'.
+MSG_ID_PATTERN = re.compile(r"[0-9]{1,24}")
+# What may stand in a key name as the account when no AppID is configured (an original id: gh_...).
+ACCOUNT_PATTERN = re.compile(r"[A-Za-z0-9_-]{1,64}")
 
 
 class Outcome(enum.Enum):
@@ -89,17 +98,26 @@ def handler_is_dead(marker: bytes) -> bool:
 
 @dataclass(frozen=True)
 class RequestFingerprint:
-    """A signed query string and the body it came with. In plaintext mode the signature does not cover
-    the body, so a query string seen in a log could otherwise be replayed with any body."""
+    """A signed triple (signature, timestamp, nonce) and the body it first came with. The signature covers
+    only the Token, timestamp and nonce, in every mode: a triple seen in a log (a safe-mode push's too)
+    could otherwise carry any body, plaintext included. WeChat's retries send the same bytes."""
 
     key: str
     body_digest: str
     ttl: int
 
     @classmethod
-    def of(cls, appid: str, signature: str, timestamp: str, nonce: str, body: bytes, ttl: int) -> RequestFingerprint:
-        query = hashlib.sha1(f"{signature}|{timestamp}|{nonce}".encode()).hexdigest()
-        return cls(f"wechat:replay:{appid}:{query}", hashlib.sha1(body).hexdigest(), max(ttl, 60))
+    def of(cls, appid: str, signature: str, timestamp: str, nonce: str, body: bytes, window: int) -> RequestFingerprint:
+        """`window` is the timestamp window (WECHAT_TIMESTAMP_WINDOW, 0 when turned off)."""
+        triple = hashlib.sha1(f"{signature}|{timestamp}|{nonce}".encode()).hexdigest()
+        return cls(f"wechat:replay:{appid}:{triple}", hashlib.sha1(body).hexdigest(), fingerprint_ttl(window))
+
+
+def fingerprint_ttl(window: int) -> int:
+    """Seconds to remember a triple. A timestamp is accepted from `window` s before it until `window` s after
+    it, so the same triple can come back up to twice the window after it was first seen. Without a window
+    (an insecure setting) no lifetime is enough: the default window's is kept, to bound Redis's memory."""
+    return 2 * (window if window > 0 else DEFAULT_TIMESTAMP_WINDOW) + FINGERPRINT_SLACK_SECONDS
 
 
 @dataclass(frozen=True)
@@ -115,19 +133,27 @@ class Claim:
 
 
 def message_key(appid: str, message: Any) -> str:
-    """The Redis key for a message: AppID + MsgId, or for events FromUserName + CreateTime + Event + EventKey."""
+    """The retry-cache key for a message: its account, its sender and the message itself, so that a
+    stored reply only ever answers a delivery of the message it was made for (another follower's request
+    carrying the same MsgId gets its own). Messages: `<account>:id:<MsgId>:<digest of To and From>`;
+    events (and a MsgId that is not ASCII digits): `<account>:ev:<digest>` of To, From, CreateTime, Event,
+    EventKey... Digests keep the key short and free of openids and of whatever a field contains."""
     data = getattr(message, "_data", {}) or {}
-    account = appid or str(data.get("ToUserName") or "")
+    to_user = str(data.get("ToUserName") or "")
+    from_user = str(data.get("FromUserName") or "")
+    account = appid or (to_user if ACCOUNT_PATTERN.fullmatch(to_user) else "to-" + _digest(to_user)[:16])
     msg_id = str(data.get("MsgId") or "")
-    if msg_id.isdigit() and len(msg_id) <= 24:
-        return f"wechat:msg:{account}:id:{msg_id}"
-    parts = [
-        str(data.get(name) or "")
-        for name in ("FromUserName", "CreateTime", "MsgType", "Event", "EventKey", "MsgID", "MsgId")
+    if MSG_ID_PATTERN.fullmatch(msg_id):
+        return f"wechat:msg:{account}:id:{msg_id}:{_digest(to_user, from_user)}"
+    parts = [to_user, from_user] + [
+        str(data.get(name) or "") for name in ("CreateTime", "MsgType", "Event", "EventKey", "MsgID", "MsgId")
     ]
-    # A digest keeps the key short and free of whatever an EventKey (a URL, say) contains.
-    digest = hashlib.sha1("\x1f".join(parts).encode("utf-8")).hexdigest()
-    return f"wechat:msg:{account}:ev:{digest}"
+    return f"wechat:msg:{account}:ev:{_digest(*parts)}"
+
+
+def _digest(*values: str) -> str:
+    # \x1f cannot occur in a field: XML 1.0 has no such character.
+    return hashlib.sha1("\x1f".join(values).encode("utf-8", "surrogatepass")).hexdigest()
 
 
 class ScriptRunner:
@@ -231,7 +257,7 @@ class RetryCache:
 
     def _claim(self, key: str, request: RequestFingerprint | None, value: bytes, ttl_ms: int) -> Claim:
         if not self._redis_usable():
-            return self._claim_locally(key, value, ttl_ms)
+            return self._claim_locally(key, value, ttl_ms, request)
         try:
             if request is None:
                 keys, args = [key, ""], [value, ttl_ms, "", 0]
@@ -245,12 +271,19 @@ class RetryCache:
             return self._await_first(key, result)
         except (redis.RedisError, OSError) as error:
             self._redis_failed(error)
-            return self._claim_locally(key, value, ttl_ms)
+            return self._claim_locally(key, value, ttl_ms, request)
 
-    def _claim_locally(self, key: str, value: bytes, ttl_ms: int) -> Claim:
-        """While Redis is down: the same claim in this server's shared memory (local_dedupe.py)."""
+    def _claim_locally(self, key: str, value: bytes, ttl_ms: int, request: RequestFingerprint | None) -> Claim:
+        """While Redis is down: the same claim and replay check in this server's shared memory
+        (local_dedupe.py). A fingerprint the stand-in cannot store (it is full) is not checked: refusing
+        would drop WeChat's own pushes."""
         if self.fallback is None:
             return Claim(Outcome.UNAVAILABLE, key)
+        if request is not None:
+            digest = request.body_digest.encode()
+            seen = self.fallback.claim(request.key, digest, request.ttl)
+            if seen and seen != digest:
+                return Claim(Outcome.REPLAYED, key, local=True)
         existing = self.fallback.claim(key, value, max(1, ttl_ms // 1000))
         if existing is None:
             return Claim(Outcome.FIRST, key, local=True)

@@ -9,6 +9,7 @@ so WeChat never sees a 500 or a traceback.
 from __future__ import annotations
 
 import logging
+import threading
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
@@ -38,6 +39,7 @@ MAX_DRAIN_BYTES = 16 * 1024 * 1024
 # Every /weixin answer: a browser must never guess a type (an echoed echostr or a reason rendered as HTML).
 NOSNIFF = ("X-Content-Type-Options", "nosniff")
 MAX_ECHOSTR_LENGTH = 128  # WeChat's echostr is a decimal number of about 19 digits
+PLAINTEXT_WARNING_SECONDS = 60.0  # a console left in plaintext mode would otherwise log on every push
 
 
 @dataclass(frozen=True)
@@ -68,6 +70,26 @@ class NoKeyForSafeMode(Exception):
     """WeChat sent a safe-mode message but no EncodingAESKey is configured: an operator error."""
 
 
+class RateLimit:
+    """True at most once per `interval` seconds (per process), for a warning that could repeat on every request."""
+
+    def __init__(self, interval: float) -> None:
+        self.interval = interval
+        self._next = float("-inf")
+        self._lock = threading.Lock()
+
+    def allow(self, now: float | None = None) -> bool:
+        if now is None:
+            now = time.monotonic()
+        if now < self._next:  # the common case, without the lock
+            return False
+        with self._lock:
+            if now < self._next:
+                return False
+            self._next = now + self.interval
+            return True
+
+
 @dataclass
 class Runtime:
     """What the endpoint needs, built once per process by `configure`."""
@@ -76,6 +98,7 @@ class Runtime:
     replies: ReplyBook
     retry_cache: RetryCache
     aes_key: bytes | None
+    plaintext_warning: RateLimit = field(default_factory=lambda: RateLimit(PLAINTEXT_WARNING_SECONDS))
 
 
 runtime: Runtime | None = None
@@ -205,6 +228,11 @@ def open_envelope(fields: dict[str, Any], query: dict[str, str], current: Runtim
     if query.get("encrypt_type", "raw").lower() != "aes":
         if settings.require_encryption:
             raise forbidden("this server accepts encrypted messages only")
+        if current.aes_key is not None and current.plaintext_warning.allow():
+            log.warning(
+                "plaintext push received although WECHAT_ENCODING_AES_KEY is set; once the console is in safe "
+                "mode, set WECHAT_REQUIRE_ENCRYPTION=1 to refuse plaintext pushes (logged at most once a minute)"
+            )
         return "plain", fields
     encrypt = fields.get("Encrypt")
     mode = "compatible" if "MsgType" in fields else "safe"
@@ -351,14 +379,13 @@ def respond_to_message(environ: dict[str, Any]) -> Response:
         message = parse_message(fields)
         record.kind = ":".join(describe(message))
         match = route(message, current, record)
-        fingerprint = None
-        if mode not in ("safe", "compatible"):
-            # Replay check: in plaintext the signature does not cover the body. An encrypted message's
-            # msg_signature covers its Encrypt, so another body under the same query string is refused above.
-            fingerprint = RequestFingerprint.of(
-                current.settings.appid, query["signature"], query["timestamp"], query["nonce"], body,
-                current.settings.timestamp_window,
-            )
+        # Replay check in every mode: the signature covers only the triple, and a safe-mode push's triple
+        # (without encrypt_type and msg_signature) verifies as well as a plaintext one's; the claim binds it
+        # to this body, so WeChat's retries (the same bytes) pass and any other body is refused.
+        fingerprint = RequestFingerprint.of(
+            current.settings.appid, query["signature"], query["timestamp"], query["nonce"], body,
+            current.settings.timestamp_window,
+        )
         xml = answer_once(message, match, fingerprint, current, record)
         return reply_response(xml, mode, query, current)
     except Rejected as error:
