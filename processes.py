@@ -230,7 +230,7 @@ def uwsgi_argv(
         "--die-on-term",
         "--disable-logging",
         "--log-master",
-        "--cache2", "name=weixin-dedupe,items=10000,blocksize=512,blocks=20000,bitmap=1",  # as uwsgi.xml
+        "--cache2", "name=weixin-dedupe,items=20000,blocksize=512,blocks=30000,bitmap=1",  # as uwsgi.xml
     ]
     if http_port is not None:
         argv += ["--http-socket", f"127.0.0.1:{http_port}"]
