@@ -11,7 +11,7 @@ web.config.debug = False
 
 import handle  # noqa: E402
 import oauth.routes  # noqa: E402
-from config import ConfigError, load_settings  # noqa: E402
+from config import ConfigError, check_deadline_under_harakiri, load_settings  # noqa: E402
 from logs import configure_logging  # noqa: E402
 from replies import RulesError  # noqa: E402
 
@@ -27,9 +27,30 @@ urls = (
 )
 
 
+def uwsgi_harakiri_seconds() -> int:
+    """The harakiri uWSGI runs this app with (0: off, or not under uWSGI); of several values the last wins, as
+    in uWSGI itself."""
+    try:
+        import uwsgi  # only importable inside uWSGI
+    except ImportError:
+        return 0
+    value = uwsgi.opt.get("harakiri", 0)
+    if isinstance(value, list):
+        value = value[-1] if value else 0
+    if isinstance(value, bytes):
+        value = value.decode()
+    if isinstance(value, bool):
+        return 0
+    try:
+        return int(value)
+    except (TypeError, ValueError):
+        return 0
+
+
 def _start() -> web.application:
     try:
         settings = load_settings()
+        check_deadline_under_harakiri(settings.reply_deadline, uwsgi_harakiri_seconds())
     except ConfigError as error:
         sys.stderr.write(f"configuration error: {error}\n")
         raise SystemExit(2) from None
