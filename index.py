@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import sys
+from collections.abc import Callable
 
 import web
 
@@ -47,6 +48,15 @@ def uwsgi_harakiri_seconds() -> int:
         return 0
 
 
+def _after_every_fork(callback: Callable[[], None]) -> None:
+    """Run `callback` in every uWSGI worker right after its fork, a respawned one too; nothing outside uWSGI."""
+    try:
+        from uwsgidecorators import postfork  # imports the uwsgi module, which exists only inside uWSGI
+    except ImportError:
+        return
+    postfork(callback)
+
+
 def _start() -> web.application:
     try:
         settings = load_settings()
@@ -56,10 +66,12 @@ def _start() -> web.application:
         raise SystemExit(2) from None
     configure_logging(settings.log_level)
     try:
-        handle.configure(settings)
+        runtime = handle.configure(settings)
     except RulesError as error:
         sys.stderr.write(f"replies file error:\n{error}\n")
         raise SystemExit(2) from None
+    # uWSGI forks its workers (respawned ones too) from this process's copy of the rules, read at start-up.
+    _after_every_fork(runtime.replies.after_fork)
     return web.application(urls, {"handle": handle, "oauth": oauth})
 
 
