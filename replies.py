@@ -523,12 +523,12 @@ def load_rules(path: Path | str) -> RuleSet:
 CHECK_INTERVAL_SECONDS = 0.5
 # How long the request that notices an edit waits for the new rules (the server's setting; handle.py). A usual
 # file loads in milliseconds, so that request already answers from the new rules; a file of thousands of rules
-# (about a second for 10,000) finishes loading in the background while requests answer from the old rules, so
-# that no request waits long enough to matter to WeChat's 5 s or to uWSGI's harakiri.
+# (a second or more) finishes loading in the background while requests answer from the old rules, so that no
+# request waits long enough to matter to WeChat's 5 s or to uWSGI's harakiri.
 RELOAD_WAIT_SECONDS = 1.0
-# A file's mtime is only as fine as its filesystem's clock (a second or two on some): an edit of the same size
-# within that time of the last read could leave (mtime, size, inode) unchanged. While the file read last is this
-# recent, each check compares its bytes too.
+# A file's times are only as fine as its filesystem's clock (a second or two on some): an edit of the same size
+# within that time of the last read could leave the stat unchanged. While the file read last is this recent, each
+# check compares its bytes too.
 RECENT_EDIT_NS = 2_000_000_000
 
 
@@ -537,19 +537,22 @@ class _FileVersion:
     """The replies file as last read: what stat said before the read, a digest of the bytes, and whether it was
     modified so recently that the stat alone cannot tell a later edit."""
 
-    stat: tuple[int, int, int] | None  # (st_mtime_ns, st_size, st_ino); None when the file was missing
+    stat: tuple[int, int, int, int] | None  # see _stat_signature; None when the file was missing
     digest: bytes | None  # None when it could not be read
     recent: bool
 
 
-def _stat_signature(path: Path) -> tuple[tuple[int, int, int] | None, bool]:
-    """(st_mtime_ns, st_size, st_ino) of the file, or None; and whether it was modified in the last few seconds."""
+def _stat_signature(path: Path) -> tuple[tuple[int, int, int, int] | None, bool]:
+    """(st_mtime_ns, st_ctime_ns, st_size, st_ino) of the file, or None; and whether it changed in the last few
+    seconds. The inode changes when a new file is renamed over it; ctime when it is written in place, even by a
+    tool that puts back an older mtime (cp -p)."""
     now_ns = time.time_ns()
     try:
         stat = os.stat(path)
     except OSError:
         return None, False
-    return (stat.st_mtime_ns, stat.st_size, stat.st_ino), now_ns - stat.st_mtime_ns < RECENT_EDIT_NS
+    changed_ns = max(stat.st_mtime_ns, stat.st_ctime_ns)
+    return (stat.st_mtime_ns, stat.st_ctime_ns, stat.st_size, stat.st_ino), now_ns - changed_ns < RECENT_EDIT_NS
 
 
 class ReplyBook:
