@@ -197,3 +197,19 @@ def test_the_request_that_notices_an_edit_waits_for_a_quick_load(tmp_path: Path)
     path.write_text(rules("v2"))
     now[0] = 1.0
     assert first_reply(book) == "rules v2"
+
+
+def test_an_in_place_copy_that_puts_back_the_old_mtime_is_seen(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """`cp -p new.yaml replies.yaml`: same inode, same size, the source's (older) mtime; only ctime tells."""
+    import replies
+
+    monkeypatch.setattr(replies, "RECENT_EDIT_NS", 0)  # the stat alone, as long after the last edit
+    path = tmp_path / "replies.yaml"
+    path.write_text("default: first\n")
+    stat = path.stat()
+    now = [0.0]
+    book = replies.ReplyBook(path, check_interval=0.5, clock=lambda: now[0])
+    path.write_text("default: again\n")
+    os.utime(path, ns=(stat.st_atime_ns, stat.st_mtime_ns))
+    now[0] = 1.0
+    assert first_reply(book) == "again"
