@@ -6,6 +6,7 @@ with one line that names the variable and says what is expected.
 
 from __future__ import annotations
 
+import math
 import os
 import re
 from collections.abc import Mapping
@@ -35,9 +36,9 @@ class Settings:
     replies_file: Path = PROJECT_ROOT / "replies.yaml"
     timestamp_window: int = 300
     max_body_bytes: int = 64 * 1024
-    # Seconds from a message's arrival to our answer. WeChat's 5 s include the network both ways, and
-    # uwsgi.xml's harakiri kills a request at 4 s: a reply not ready by then becomes `success` now and a
-    # customer-service message later (slow_replies).
+    # Seconds from a message's arrival to our answer. WeChat's 5 s include the network both ways: a reply
+    # not ready by then becomes `success` now and a customer-service message later (slow_replies).
+    # uwsgi.xml's harakiri (6) leaves the margin check_deadline_under_harakiri asks for.
     reply_deadline: float = 3.5
     log_level: str = "INFO"
     # Web authorization (oauth/): where followers reach this app, WeChat's authorize host, the cookie key.
@@ -96,6 +97,28 @@ def merged_environment(environ: Mapping[str, str] | None = None, dotenv_path: Pa
     if dotenv_path is None:
         dotenv_path = Path(environ.get("DOTENV_FILE") or PROJECT_ROOT / ".env")
     return {**read_dotenv(dotenv_path), **environ}
+
+
+# uWSGI counts harakiri in whole seconds and its master looks once a second, so harakiri N can kill a request
+# up to a second before N (seen: 3.3 s into a request under harakiri 4); a reply answers at REPLY_DEADLINE and
+# still has to be written. Hence harakiri >= ceil(REPLY_DEADLINE) + 2.
+HARAKIRI_MARGIN_SECONDS = 2
+
+
+def check_deadline_under_harakiri(reply_deadline: float, harakiri_seconds: int) -> None:
+    """Raise ConfigError when uWSGI's harakiri (seconds; 0 = off) could kill a request before it answers at
+    `reply_deadline`. The app calls it at start-up with the harakiri uWSGI runs with."""
+    if harakiri_seconds <= 0:
+        return
+    needed = math.ceil(reply_deadline) + HARAKIRI_MARGIN_SECONDS
+    if harakiri_seconds >= needed:
+        return
+    longest = harakiri_seconds - HARAKIRI_MARGIN_SECONDS
+    alternative = f" or REPLY_DEADLINE to at most {longest}" if longest >= 1 else ""
+    raise ConfigError(
+        f"REPLY_DEADLINE {reply_deadline:g} s can be cut by uWSGI's harakiri {harakiri_seconds} s (it can fire up "
+        f"to 1 s early): set harakiri to at least {needed}{alternative}"
+    )
 
 
 def load_settings(
@@ -164,8 +187,8 @@ def load_settings(
     reply_deadline = float(_number("REPLY_DEADLINE", get("REPLY_DEADLINE", str(Settings.reply_deadline)), float, 0.1))
     if not reply_deadline <= 3.9:  # written so that NaN fails too
         raise ConfigError(
-            f"REPLY_DEADLINE must be 0.1 to 3.9 seconds (uwsgi.xml's harakiri kills a request at 4 s), "
-            f"got {reply_deadline:g}"
+            f"REPLY_DEADLINE must be 0.1 to 3.9 seconds (WeChat waits 5 s including the network; uWSGI's "
+            f"harakiri must not cut it), got {reply_deadline:g}"
         )
 
     replies_file = Path(get("REPLIES_FILE", str(Settings.replies_file)))

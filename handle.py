@@ -25,7 +25,7 @@ from config import Settings
 from dedupe import Outcome, RequestFingerprint, RetryCache, fail_fast_client, message_key
 from local_dedupe import local_claims
 from logs import request_lines
-from replies import Match, ReplyBook, describe
+from replies import RELOAD_WAIT_SECONDS, Match, ReplyBook, describe
 from slow_replies.answer import answer_or_defer
 from wechat_crypto import AppIdMismatch, DecryptError, aes_key_from_encoding_key, decrypt_message, encrypted_reply
 
@@ -109,7 +109,7 @@ def configure(settings: Settings) -> Runtime:
     global runtime
     runtime = Runtime(
         settings=settings,
-        replies=ReplyBook(settings.replies_file, background=True),
+        replies=ReplyBook(settings.replies_file, background=True, reload_wait=RELOAD_WAIT_SECONDS),
         retry_cache=RetryCache(fail_fast_client(settings.redis_url), fallback=local_claims()),
         aes_key=aes_key_from_encoding_key(settings.encoding_aes_key) if settings.encoding_aes_key else None,
     )

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import sys
+from collections.abc import Callable
 
 import web
 
@@ -11,7 +12,7 @@ web.config.debug = False
 
 import handle  # noqa: E402
 import oauth.routes  # noqa: E402
-from config import ConfigError, load_settings  # noqa: E402
+from config import ConfigError, check_deadline_under_harakiri, load_settings  # noqa: E402
 from logs import configure_logging, configured_secrets  # noqa: E402
 from replies import RulesError  # noqa: E402
 
@@ -27,18 +28,50 @@ urls = (
 )
 
 
+def uwsgi_harakiri_seconds() -> int:
+    """The harakiri uWSGI runs this app with (0: off, or not under uWSGI); of several values the last wins, as
+    in uWSGI itself."""
+    try:
+        import uwsgi  # only importable inside uWSGI
+    except ImportError:
+        return 0
+    value = uwsgi.opt.get("harakiri", 0)
+    if isinstance(value, list):
+        value = value[-1] if value else 0
+    if isinstance(value, bytes):
+        value = value.decode()
+    if isinstance(value, bool):
+        return 0
+    try:
+        return int(value)
+    except (TypeError, ValueError):
+        return 0
+
+
+def _after_every_fork(callback: Callable[[], None]) -> None:
+    """Run `callback` in every uWSGI worker right after its fork, a respawned one too; nothing outside uWSGI."""
+    try:
+        from uwsgidecorators import postfork  # imports the uwsgi module, which exists only inside uWSGI
+    except ImportError:
+        return
+    postfork(callback)
+
+
 def _start() -> web.application:
     try:
         settings = load_settings()
+        check_deadline_under_harakiri(settings.reply_deadline, uwsgi_harakiri_seconds())
     except ConfigError as error:
         sys.stderr.write(f"configuration error: {error}\n")
         raise SystemExit(2) from None
     configure_logging(settings.log_level, configured_secrets(settings))
     try:
-        handle.configure(settings)
+        runtime = handle.configure(settings)
     except RulesError as error:
         sys.stderr.write(f"replies file error:\n{error}\n")
         raise SystemExit(2) from None
+    # uWSGI forks its workers (respawned ones too) from this process's copy of the rules, read at start-up.
+    _after_every_fork(runtime.replies.after_fork)
     return web.application(urls, {"handle": handle, "oauth": oauth})
 
 

@@ -308,11 +308,17 @@ class UwsgiServer:
     # uWSGI options after the shipped config (the last value of an option wins), e.g. the benchmark's
     # "--max-requests 0".
     extra_options: Sequence[str] = ()
+    # A loopback HTTP port besides the shipped socket (0: none), for tests that talk to uWSGI without nginx.
+    http_port: int = 0
     process: ManagedProcess | None = None
 
     @property
     def socket_path(self) -> Path:
         return self.directory / "uwsgi.sock"
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.http_port}"
 
     def start(self) -> UwsgiServer:
         self.directory.mkdir(parents=True, exist_ok=True)
@@ -320,11 +326,15 @@ class UwsgiServer:
         argv = [find_program("uwsgi"), "--xml", str(config)]
         if self.workers:
             argv += ["--processes", str(self.workers)]  # the last value of an option wins
+        if self.http_port:
+            argv += ["--http-socket", f"127.0.0.1:{self.http_port}"]
         argv += list(self.extra_options)
         env = {**os.environ, **self.env}
         self.process = ManagedProcess("uwsgi", argv, self.directory / "uwsgi.log", env=env).start()
         try:
             wait_for_unix(self.socket_path)
+            if self.http_port:
+                wait_for_tcp(self.http_port)
             wait_for_uwsgi_workers(self.process)
         except TimeoutError:
             self.stop()
