@@ -9,7 +9,6 @@ import functools
 import importlib
 import logging
 import os
-import re
 import string
 import sys
 import threading
@@ -20,6 +19,8 @@ from pathlib import Path
 from typing import Any
 
 import yaml
+
+from rule_regex import PatternError, RulePattern, compile_rule_pattern
 
 log = logging.getLogger("replies")
 
@@ -114,7 +115,7 @@ class KeywordRule:
     patterns: tuple[str, ...]
     reply: Reply | None
     case_sensitive: bool = False
-    regexes: tuple[re.Pattern[str], ...] = ()
+    regexes: tuple[RulePattern, ...] = ()  # on RE2: linear in the text, whatever the pattern
 
     @property
     def label(self) -> str:
@@ -407,13 +408,12 @@ class _Checker:
             self.error(where, line, f"{how} needs non-empty text (or a list of texts)")
             return None
         patterns = tuple(str(p) if how == "regex" else str(p).strip() for p in patterns_raw)
-        regexes: tuple[re.Pattern[str], ...] = ()
+        regexes: tuple[RulePattern, ...] = ()
         if how == "regex":
             try:
-                flags = 0 if case_sensitive else re.IGNORECASE
-                regexes = tuple(re.compile(pattern, flags) for pattern in patterns)
-            except re.error as error:
-                self.error(where, line, f"bad regex {patterns[0]!r}: {error}")
+                regexes = tuple(compile_rule_pattern(pattern, case_sensitive) for pattern in patterns)
+            except PatternError as error:
+                self.error(where, line, str(error))
                 return None
         elif not case_sensitive:
             patterns = tuple(pattern.casefold() for pattern in patterns)
