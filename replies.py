@@ -10,7 +10,6 @@ import hashlib
 import importlib
 import logging
 import os
-import re
 import string
 import sys
 import threading
@@ -21,6 +20,8 @@ from pathlib import Path
 from typing import Any
 
 import yaml
+
+from rule_regex import PatternError, RulePattern, compile_rule_pattern
 
 log = logging.getLogger("replies")
 
@@ -115,7 +116,7 @@ class KeywordRule:
     patterns: tuple[str, ...]
     reply: Reply | None
     case_sensitive: bool = False
-    regexes: tuple[re.Pattern[str], ...] = ()
+    regexes: tuple[RulePattern, ...] = ()  # on RE2: linear in the text, whatever the pattern
 
     @property
     def label(self) -> str:
@@ -408,13 +409,12 @@ class _Checker:
             self.error(where, line, f"{how} needs non-empty text (or a list of texts)")
             return None
         patterns = tuple(str(p) if how == "regex" else str(p).strip() for p in patterns_raw)
-        regexes: tuple[re.Pattern[str], ...] = ()
+        regexes: tuple[RulePattern, ...] = ()
         if how == "regex":
             try:
-                flags = 0 if case_sensitive else re.IGNORECASE
-                regexes = tuple(re.compile(pattern, flags) for pattern in patterns)
-            except re.error as error:
-                self.error(where, line, f"bad regex {patterns[0]!r}: {error}")
+                regexes = tuple(compile_rule_pattern(pattern, case_sensitive) for pattern in patterns)
+            except PatternError as error:
+                self.error(where, line, str(error))
                 return None
         elif not case_sensitive:
             patterns = tuple(pattern.casefold() for pattern in patterns)
