@@ -192,17 +192,17 @@ class TokenDaemon:
         stored = self._store(ACCESS_TOKEN, grant, started, current)
         if stored and current is not None and grant.value == current.value and not force:
             # WeChat returned the same token (called before its rotation window): try again a bit later
-            # instead of spinning.
+            # instead of spinning, and before the copy just stored expires (_store's schedule).
             state.due_at = min(
-                time.time() + max(self.settings.backoff_base, self.settings.overlap / 10),
-                current.expires_at - self.settings.expiry_margin * 1.2,
+                time.time() + max(self.settings.backoff_base, self.settings.overlap / 10), state.due_at
             )
         return stored
 
     def _store(self, kind: str, grant: Grant, started: float, previous: Credential | None) -> bool:
         state = self._states[kind]
         credential = Credential(grant.value, started, started + grant.expires_in, grant.source)
-        if not self.store.write(kind, self.owner, credential, self.settings.expiry_margin):
+        margin = policy.storage_margin(credential.remaining(), self.settings.expiry_margin)
+        if not self.store.write(kind, self.owner, credential, margin):
             if self.store.lock_holder() != self.owner:
                 log.warning("not storing the new %s: this daemon is no longer the leader", kind)
                 self._lease_lost.set()
@@ -217,14 +217,23 @@ class TokenDaemon:
             log.info("%s refresh works again", kind)
         state.failures = 0
         state.stopped_errcode = None
+        now = time.time()
         state.due_at = policy.refresh_time(
-            credential.expires_at, self.settings.overlap, self.settings.expiry_margin, self.rng
+            credential.expires_at, self.settings.overlap, self.settings.expiry_margin, self.rng,
+            now=now, min_delay=self.settings.backoff_base,
         )
         log.info(
             "stored %s %s from %s (replaces %s), expires in %.0fs, next refresh in %.1fs",
             kind, masked(grant.value), grant.source, masked(previous.value if previous else None),
-            grant.expires_in, state.due_at - time.time(),
+            grant.expires_in, state.due_at - now,
         )
+        if margin < self.settings.expiry_margin:
+            log.info(
+                "WeChat's %s has only %.0fs of life left (less than twice the %gs margin): served for "
+                "%.1fs, asking WeChat again in %.1fs for a fresh one",
+                kind, grant.expires_in, self.settings.expiry_margin, credential.remaining(now) - margin,
+                state.due_at - now,
+            )
         return True
 
     def _handle_reports(self, reported: list[str]) -> None:
