@@ -1,4 +1,4 @@
-"""The only code a worker runs for a job: the function this project enqueues, no callbacks, and only the
+"""The only code a worker runs for a job: the function this project enqueues, no callbacks or webhooks, and only the
 handlers that background rules of the replies file name.
 
 rq stores a job's function as a dotted name in Redis and imports whatever it names; anyone who can write
@@ -14,6 +14,7 @@ import functools
 import logging
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 from rq.job import Job
 
@@ -31,7 +32,8 @@ class JobRefused(Exception):
 
 
 class AllowlistedJob(Job):
-    """An rq Job that refuses to resolve a function, an instance method or a callback outside the allowlist."""
+    """An rq Job that refuses to resolve a function, an instance method or a callback outside the allowlist,
+    and to send webhooks."""
 
     @property
     def func(self) -> Any:
@@ -49,6 +51,11 @@ class AllowlistedJob(Job):
                 log.error("refused job %s: it names the callback %r, which this worker does not run",
                           self.id, callback)
                 refused = True
+        for webhook in self.webhooks:
+            # rq would send the job's data to any URL a job names (from the worker's host).
+            log.error("refused job %s: it names a webhook (%s), which this worker never sends", self.id,
+                      urlsplit(webhook.url).hostname)
+            refused = True
         if refused:
             raise JobRefused(f"job {self.id} names code that is not on the worker's allowlist")
         return super().func
@@ -65,6 +72,9 @@ class AllowlistedJob(Job):
     @property
     def stopped_callback(self) -> None:
         return None
+
+    def send_webhooks(self, status: str, *, exc_string: str | None = None) -> None:
+        """Never sent: this project sets no webhooks (see func)."""
 
 
 def background_handlers(rules: RuleSet) -> frozenset[str]:

@@ -11,6 +11,7 @@ import redis
 from rq import Queue
 from rq.job import Job, JobStatus
 from rq.serializers import JSONSerializer
+from rq.webhook import Webhook
 
 from processes import AppServer, RedisServer
 from sandbox.server import SandboxServer
@@ -56,6 +57,19 @@ def test_a_job_naming_a_callback_outside_the_allowlist_is_refused(
     log = worker.log_text()
     assert f"refused job {job.id}: it names the function 'os.system'" in log
     assert f"refused job {job.id}: it names the callback 'os.abort'" in log
+
+
+def test_a_job_naming_a_webhook_is_refused_and_sends_nothing(
+    redis_server: RedisServer, worker: Worker, book_source: BookSource
+) -> None:
+    queue = planted_queue(redis_server)
+    number = new_isbn13()
+    hook = Webhook(f"{book_source.url}/api/books?bibkeys=ISBN:{number}", "failed")  # any URL the worker reaches
+    job = queue.enqueue_call(JOB_FUNCTION, args=({},), webhooks=[hook])
+
+    assert wait_until(lambda: finished(queue, job), timeout=20), worker.log_text()[-3000:]
+    assert f"refused job {job.id}: it names a webhook (127.0.0.1)" in worker.log_text()
+    assert book_source.requests_for(number) == 0
 
 
 def test_a_job_naming_a_handler_outside_the_replies_file_is_refused(
