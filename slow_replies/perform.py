@@ -9,12 +9,14 @@ import logging
 import os
 import time
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import redis
 
 import render
 from config import Settings, load_settings
+from slow_replies.allowlist import handler_allowed
 from slow_replies.custom_message import NotSendable, custom_message, encode
 from slow_replies.delivery import CustomMessageSender
 from slow_replies.handoff import FAILED, FINISHED, PASSIVE, READY, SENDING, SENT, HandOff
@@ -53,11 +55,16 @@ def masked_openid(openid: str) -> str:
     return f"{openid[:4]}…{openid[-4:]}" if len(openid) > 10 else "…"
 
 
-def compute(spec: JobSpec) -> tuple[str | None, str | None]:
+def compute(spec: JobSpec, replies_file: Path) -> tuple[str | None, str | None]:
     """The passive reply XML and the custom/send body (JSON text) of the handler's answer; (None, None) when
     it has nothing to say or fails (logged: the follower then gets nothing, as with a failing passive handler)."""
     import handle  # the web process's parser, so that the handler sees the message it would have seen
 
+    if not handler_allowed(spec.handler, replies_file):
+        # Never imported: the name came from Redis, where anyone with access could have written it.
+        log.error("refused handler %r of job %s: no background rule of %s names it; not running it",
+                  spec.handler, spec.job_id, replies_file)
+        return None, None
     try:
         message = handle.parse_message(spec.fields)
         reply = render.reply_from_value(resolve_handler(spec.handler)(message), message)
@@ -92,7 +99,7 @@ def perform_background_reply(data: dict[str, Any]) -> str:
     if state == READY:  # an earlier run stored the result and died while waiting for the web process
         outcome = READY
     else:
-        xml, body = compute(spec)
+        xml, body = compute(spec, context.settings.replies_file)
         outcome = handoff.finish(spec.job_id, xml, body)
     if outcome == READY:
         wait = min(spec.deadline + DEADLINE_GRACE_SECONDS - time.time(), MAX_WAIT_FOR_WEB_SECONDS)

@@ -11,7 +11,8 @@ from rq.serializers import JSONSerializer
 
 from config import Settings
 from replies import RulesError, load_rules
-from slow_replies.jobs import QUEUE_NAME, make_queue
+from slow_replies.allowlist import AllowlistedJob, handlers_at_start
+from slow_replies.jobs import QUEUE_NAME
 
 log = logging.getLogger("slow_replies")
 
@@ -25,6 +26,7 @@ def preload(settings: Settings) -> int:
     with them loaded (importing them per job costs about 0.2 s). Returns the number of background rules."""
     importlib.import_module("slow_replies.perform")
     importlib.import_module("handle")
+    handlers_at_start(settings.replies_file)  # the handler allowlist each job's process inherits
     try:
         rules = load_rules(settings.replies_file)
     except RulesError as error:
@@ -42,9 +44,10 @@ def run_worker(settings: Settings, burst: bool = False) -> int:
     log.info("slow_replies worker: queue %s, %d background rules in %s", QUEUE_NAME, background_rules,
              settings.replies_file)
     worker = Worker(
-        [make_queue(client)],
+        [QUEUE_NAME],  # by name, so that the worker builds the queue with the allowlisted job class
         connection=client,
         serializer=JSONSerializer,
+        job_class=AllowlistedJob,
         maintenance_interval=MAINTENANCE_INTERVAL_SECONDS,
     )
     worker.work(burst=burst, logging_level=settings.log_level, with_scheduler=False)

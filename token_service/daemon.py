@@ -49,7 +49,8 @@ class TokenDaemon:
         rng: random.Random | None = None,
     ) -> None:
         self.settings = settings
-        self.store = TokenStore(client, settings.appid)
+        # The AppSecret signs what this daemon stores, so that no other writer's token is adopted.
+        self.store = TokenStore(client, settings.appid, secret=settings.appsecret)
         self.upstream = upstream or WeChatUpstream(
             settings.api_base, settings.appid, settings.appsecret, timeout=settings.http_timeout
         )
@@ -103,6 +104,7 @@ class TokenDaemon:
             else:
                 self._stopping.wait(min(self.settings.lock_lease / 3, 1.0))
                 return
+        self._replace_unvouched()
         now = time.time()
         if now >= self._states[ACCESS_TOKEN].due_at:
             self._refresh_token(force=False)
@@ -114,9 +116,44 @@ class TokenDaemon:
         if reports and self._leader and not self._lease_lost.is_set():
             self._handle_reports(reports)
 
+    def _active_kinds(self) -> tuple[str, ...]:
+        return (ACCESS_TOKEN, JSAPI_TICKET) if self.settings.jsapi_ticket else (ACCESS_TOKEN,)
+
     def _active_states(self) -> list[_KindState]:
-        kinds = (ACCESS_TOKEN, JSAPI_TICKET) if self.settings.jsapi_ticket else (ACCESS_TOKEN,)
-        return [self._states[kind] for kind in kinds]
+        return [self._states[kind] for kind in self._active_kinds()]
+
+    def _vouched(self, kind: str) -> Credential | None:
+        """The stored credential if a daemon of this account wrote it, else None."""
+        current = self.store.read(kind)
+        return current if current is not None and current.vouched else None
+
+    def _replace_unvouched(self) -> None:
+        """A value in Redis that no daemon of this account wrote (set by hand, or planted by someone
+        with Redis access) is never served on our word: fetch our own over it at once, and if WeChat
+        gives nothing, remove it, since no token is safer than one that may belong to someone else.
+        Checked on every loop (one Redis round trip per credential), so consumers, who read the
+        value key only, can be handed such a value for at most a loop and a WeChat call."""
+        for kind in self._active_kinds():
+            found = self.store.read(kind)
+            if found is None or found.vouched:
+                continue
+            log.warning(
+                "the %s in Redis key %s was not written by a token daemon of this account (its metadata "
+                "is missing or does not match); not using it, fetching a fresh one from WeChat",
+                kind, self.store.key(kind),
+            )
+            state = self._states[kind]
+            if state.failures == 0 and state.stopped_errcode is None:  # not while WeChat is failing
+                if kind == ACCESS_TOKEN:
+                    self._refresh_token(force=False)
+                else:
+                    self._refresh_ticket()
+            again = self.store.read(kind)
+            if (
+                again is not None and not again.vouched and again.value == found.value
+                and self.store.discard(kind, self.owner, found.value)
+            ):
+                log.warning("removed that %s: consumers get none until WeChat gives this daemon one", kind)
 
     def _become_leader(self) -> None:
         self._leader = True
@@ -126,7 +163,7 @@ class TokenDaemon:
         # Re-check after winning: a valid credential in Redis is reused, never re-fetched.
         for kind in (ACCESS_TOKEN, JSAPI_TICKET):
             state = self._states[kind] = _KindState()
-            current = self.store.read(kind)
+            current = self._vouched(kind)  # never a value another writer put there
             if current is not None and current.remaining() > self.settings.expiry_margin:
                 state.due_at = policy.refresh_time(
                     current.expires_at, self.settings.overlap, self.settings.expiry_margin, self.rng
@@ -169,7 +206,7 @@ class TokenDaemon:
     def _refresh_token(self, force: bool, replacing: str | None = None) -> bool:
         """Fetch and store a new access_token; True if one was stored."""
         state = self._states[ACCESS_TOKEN]
-        current = self.store.read(ACCESS_TOKEN)
+        current = self._vouched(ACCESS_TOKEN)
         if not force and current is not None and current.remaining() > self.settings.overlap:
             # Someone (a previous leader) already refreshed: adopt its schedule instead of calling WeChat.
             state.due_at = policy.refresh_time(
@@ -192,17 +229,17 @@ class TokenDaemon:
         stored = self._store(ACCESS_TOKEN, grant, started, current)
         if stored and current is not None and grant.value == current.value and not force:
             # WeChat returned the same token (called before its rotation window): try again a bit later
-            # instead of spinning.
+            # instead of spinning, and before the copy just stored expires (_store's schedule).
             state.due_at = min(
-                time.time() + max(self.settings.backoff_base, self.settings.overlap / 10),
-                current.expires_at - self.settings.expiry_margin * 1.2,
+                time.time() + max(self.settings.backoff_base, self.settings.overlap / 10), state.due_at
             )
         return stored
 
     def _store(self, kind: str, grant: Grant, started: float, previous: Credential | None) -> bool:
         state = self._states[kind]
         credential = Credential(grant.value, started, started + grant.expires_in, grant.source)
-        if not self.store.write(kind, self.owner, credential, self.settings.expiry_margin):
+        margin = policy.storage_margin(credential.remaining(), self.settings.expiry_margin)
+        if not self.store.write(kind, self.owner, credential, margin):
             if self.store.lock_holder() != self.owner:
                 log.warning("not storing the new %s: this daemon is no longer the leader", kind)
                 self._lease_lost.set()
@@ -217,20 +254,29 @@ class TokenDaemon:
             log.info("%s refresh works again", kind)
         state.failures = 0
         state.stopped_errcode = None
+        now = time.time()
         state.due_at = policy.refresh_time(
-            credential.expires_at, self.settings.overlap, self.settings.expiry_margin, self.rng
+            credential.expires_at, self.settings.overlap, self.settings.expiry_margin, self.rng,
+            now=now, min_delay=self.settings.backoff_base,
         )
         log.info(
             "stored %s %s from %s (replaces %s), expires in %.0fs, next refresh in %.1fs",
             kind, masked(grant.value), grant.source, masked(previous.value if previous else None),
-            grant.expires_in, state.due_at - time.time(),
+            grant.expires_in, state.due_at - now,
         )
+        if margin < self.settings.expiry_margin:
+            log.info(
+                "WeChat's %s has only %.0fs of life left (less than twice the %gs margin): served for "
+                "%.1fs, asking WeChat again in %.1fs for a fresh one",
+                kind, grant.expires_in, self.settings.expiry_margin, credential.remaining(now) - margin,
+                state.due_at - now,
+            )
         return True
 
     def _handle_reports(self, reported: list[str]) -> None:
         """Compare-and-refresh: only a report of the token stored right now causes a refresh, so N
         consumers reporting the same token cause one refresh and late reports of an old token none."""
-        current = self.store.read(ACCESS_TOKEN)
+        current = self._vouched(ACCESS_TOKEN)
         if current is None:
             self._states[ACCESS_TOKEN].due_at = 0
             return
@@ -258,13 +304,14 @@ class TokenDaemon:
     # jsapi_ticket ---------------------------------------------------------------------------
     def _refresh_ticket(self) -> None:
         state = self._states[JSAPI_TICKET]
-        current = self.store.read(JSAPI_TICKET)
+        current = self._vouched(JSAPI_TICKET)
         if current is not None and current.remaining() > self.settings.overlap:
             state.due_at = policy.refresh_time(
                 current.expires_at, self.settings.overlap, self.settings.expiry_margin, self.rng
             )
             return
-        token = self.store.read_value(ACCESS_TOKEN)
+        stored_token = self._vouched(ACCESS_TOKEN)
+        token = stored_token.value if stored_token is not None else None
         if token is None:
             state.due_at = self._states[ACCESS_TOKEN].due_at + 0.05  # right after the next token
             return

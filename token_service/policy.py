@@ -109,12 +109,40 @@ def backoff_delay(attempt: int, base: float, cap: float, rng: random.Random) -> 
     return min(cap, base * (2 ** min(attempt, 30))) * rng.uniform(0.5, 1.0)
 
 
-def refresh_time(expires_at: float, overlap: float, expiry_margin: float, rng: random.Random) -> float:
+def storage_margin(remaining: float, expiry_margin: float) -> float:
+    """How long before WeChat's expiry the Redis copy of a credential with `remaining` s of life ends.
+
+    Normally `expiry_margin`. WeChat may hand out a credential with less life than that (stable_token
+    answers the current token with its remaining seconds, e.g. 200 s near its end); storing nothing
+    would leave consumers without any token until a fresh one comes. So a credential with less than
+    twice the margin left is kept for half of its remaining life: a consumer that reads it at the
+    last moment still has the other half to use it. The limit: a credential with a second left is
+    kept for half a second, and the daemon must poll again quickly (refresh_time does)."""
+    return min(expiry_margin, max(remaining, 0.0) / 2)
+
+
+def refresh_time(
+    expires_at: float,
+    overlap: float,
+    expiry_margin: float,
+    rng: random.Random,
+    now: float | None = None,
+    min_delay: float = 0.0,
+) -> float:
     """When to refresh a credential: inside WeChat's last-`overlap` window (a stable token only
     rotates there; a classic old token then lives to its own expiry), early enough to retry a few
-    times before the Redis copy expires `expiry_margin` s before WeChat's expiry."""
+    times before the Redis copy expires `expiry_margin` s before WeChat's expiry.
+
+    Given `now`, a credential already inside that window (WeChat handed out one with little life
+    left) is polled again after a quarter to a half of the life of its Redis copy (at least
+    `min_delay` s, so that the same answer is not fetched in a loop), before that copy expires."""
     lead = max(overlap * rng.uniform(0.6, 0.9), expiry_margin * 1.5)
-    return expires_at - lead
+    planned = expires_at - lead
+    if now is None or planned > now:
+        return planned
+    remaining = expires_at - now
+    stored_for = remaining - storage_margin(remaining, expiry_margin)
+    return now + max(min_delay, stored_for * rng.uniform(0.25, 0.5))
 
 
 def forced_refresh_refusal(

@@ -3,7 +3,7 @@ refresh requests, and the forced-refresh log. Every write of a credential is ato
 
 Keys for appid A (a shell script only needs the first one: `redis-cli GET wechat:access_token:A`):
   wechat:access_token:A              plain string, PX TTL ending before WeChat's expiry
-  wechat:access_token:A:meta         hash: fetched_at, expires_at, source, fingerprint, leader, last_error...
+  wechat:access_token:A:meta         hash: fetched_at, expires_at, source, fingerprint, mac, leader, last_error...
   wechat:access_token:A:requests     list of fingerprints of tokens consumers found invalid
   wechat:access_token:A:updated      pub/sub channel; the new fingerprint is published on every write
   wechat:access_token:A:forced       sorted set of forced-refresh times (rate limit)
@@ -14,6 +14,7 @@ Keys for appid A (a shell script only needs the first one: `redis-cli GET wechat
 from __future__ import annotations
 
 import hashlib
+import hmac
 import time
 from dataclasses import dataclass
 
@@ -39,11 +40,19 @@ _RENEW_SCRIPT = """
 if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('PEXPIRE', KEYS[1], ARGV[2]) end
 return 0
 """
+# Removes a credential nobody vouches for, only if it is still that value and we still lead.
+_DISCARD_SCRIPT = """
+if redis.call('GET', KEYS[2]) ~= ARGV[1] then return 0 end
+if redis.call('GET', KEYS[1]) ~= ARGV[2] then return 0 end
+return redis.call('DEL', KEYS[1])
+"""
 _RELEASE_SCRIPT = """
 if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
 return 0
 """
 REQUEST_TTL_SECONDS = 120
+# Domain separation: the AppSecret-derived key signs the store's metadata and nothing else.
+_MAC_KEY_LABEL = b"token_service: metadata of a stored credential, v1"
 FORCED_WINDOW_SECONDS = 24 * 3600
 
 
@@ -75,20 +84,43 @@ class Credential:
     fetched_at: float
     expires_at: float  # WeChat's expiry (epoch seconds), not the Redis TTL
     source: str
+    # False: the value has no metadata of a token daemon of this account (written by hand, or by
+    # someone with Redis access); a daemon must not adopt it.
+    vouched: bool = True
 
     def remaining(self, now: float | None = None) -> float:
         return self.expires_at - (time.time() if now is None else now)
 
 
 class TokenStore:
-    """All Redis reads and writes of the token service for one appid."""
+    """All Redis reads and writes of the token service for one appid.
 
-    def __init__(self, client: redis.Redis, appid: str) -> None:
+    With the AppSecret (the daemons have it, consumers do not), every write carries a `mac` of the
+    value and its times, and `read` vouches only for values whose mac checks out: someone who can
+    write to Redis but does not know the AppSecret cannot make a daemon adopt a token. Without it,
+    `read` can only check that the metadata's fingerprint matches the value (catches mistakes,
+    not an attacker)."""
+
+    def __init__(self, client: redis.Redis, appid: str, secret: str | None = None) -> None:
         self.client = client
         self.appid = appid
+        self._mac_key = hmac.new(secret.encode(), _MAC_KEY_LABEL, hashlib.sha256).digest() if secret else None
         self._write = client.register_script(_WRITE_SCRIPT)
         self._renew = client.register_script(_RENEW_SCRIPT)
         self._release = client.register_script(_RELEASE_SCRIPT)
+        self._discard = client.register_script(_DISCARD_SCRIPT)
+
+    def _mac(self, kind: str, value: str, fetched_at: str, expires_at: str) -> str:
+        text = "\n".join((self.appid, kind, value, fetched_at, expires_at))
+        return hmac.new(self._mac_key, text.encode(), hashlib.sha256).hexdigest()
+
+    def _vouched(self, kind: str, value: str, meta: dict[str, str]) -> bool:
+        if meta.get("fingerprint") != fingerprint(value) or "fetched_at" not in meta or "expires_at" not in meta:
+            return False
+        if self._mac_key is None:
+            return True
+        expected = self._mac(kind, value, meta["fetched_at"], meta["expires_at"])
+        return hmac.compare_digest(expected, meta.get("mac") or "")
 
     # key names -------------------------------------------------------------------------------
     def key(self, kind: str = ACCESS_TOKEN) -> str:
@@ -121,7 +153,8 @@ class TokenStore:
         return {_text(name): _text(value) for name, value in raw.items()}
 
     def read(self, kind: str = ACCESS_TOKEN) -> Credential | None:
-        """The stored credential with its expiry; a value written by hand without meta gets its TTL."""
+        """The stored credential with its expiry; a value nobody vouches for (see the class) gets its
+        Redis TTL as its life and `vouched=False`."""
         pipe = self.client.pipeline(transaction=True)
         pipe.get(self.key(kind))
         pipe.pttl(self.key(kind))
@@ -132,11 +165,15 @@ class TokenStore:
             return None
         meta = {_text(name): _text(field) for name, field in raw_meta.items()}
         now = time.time()
-        if meta.get("fingerprint") == fingerprint(value):
-            fetched_at, expires_at = float(meta["fetched_at"]), float(meta["expires_at"])
-            return Credential(value, fetched_at, expires_at, meta.get("source", ""))
+        if self._vouched(kind, value, meta):
+            try:
+                fetched_at, expires_at = float(meta["fetched_at"]), float(meta["expires_at"])
+            except ValueError:
+                pass
+            else:
+                return Credential(value, fetched_at, expires_at, meta.get("source", ""))
         # Written by something else: trust only the Redis TTL.
-        return Credential(value, now, now + max(pttl, 0) / 1000, "unknown")
+        return Credential(value, now, now + max(pttl, 0) / 1000, "unknown", vouched=False)
 
     def write(
         self, kind: str, owner: str, credential: Credential, expiry_margin: float, now: float | None = None
@@ -152,12 +189,18 @@ class TokenStore:
             "fingerprint": fingerprint(credential.value),
             "leader": owner,
         }
+        if self._mac_key is not None:
+            fields["mac"] = self._mac(kind, credential.value, fields["fetched_at"], fields["expires_at"])
         flat = [item for pair in fields.items() for item in pair]
         result = self._write(
             keys=[self.key(kind), self.meta_key(kind), self.lock_key],
             args=[owner, credential.value, ttl_ms, self.channel(kind), fields["fingerprint"], *flat],
         )
         return int(result) == 1
+
+    def discard(self, kind: str, owner: str, value: str) -> bool:
+        """Delete the stored credential if it is still `value` and `owner` still holds the lock."""
+        return int(self._discard(keys=[self.key(kind), self.lock_key], args=[owner, value])) == 1
 
     def record_error(self, kind: str, errcode: int | None, text: str, now: float | None = None) -> None:
         self.client.hset(

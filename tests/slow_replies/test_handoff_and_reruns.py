@@ -49,9 +49,14 @@ def token(wechat: SandboxServer, redis_client: redis.Redis) -> str:
 
 
 @pytest.fixture()
-def worker_environment(monkeypatch: pytest.MonkeyPatch, redis_server, wechat: SandboxServer) -> Iterator[None]:
+def worker_environment(monkeypatch: pytest.MonkeyPatch, redis_server, wechat: SandboxServer,
+                       tmp_path: Path) -> Iterator[None]:
+    # The worker runs only handlers that a background rule of the replies file names.
+    replies_file = tmp_path / "replies.yaml"
+    replies_file.write_text('keywords:\n  - match: rerun\n    reply: {handler: "tests.handlers:count_runs", '
+                            'background: true}\n', encoding="utf-8")
     for name, value in {"REDIS_URL": redis_server.url, "WECHAT_APPID": TEST_APPID, "WECHAT_API_BASE": wechat.url,
-                        "DOTENV_FILE": "/dev/null"}.items():
+                        "DOTENV_FILE": "/dev/null", "REPLIES_FILE": str(replies_file)}.items():
         monkeypatch.setenv(name, value)
     perform._context.cache_clear()
     yield

@@ -14,7 +14,7 @@ import pytest
 import redis
 
 from processes import ManagedProcess, RedisServer
-from sandbox.platform import FakeWeChat
+from sandbox.platform import DEFAULT_SECRET, FakeWeChat
 from sandbox.server import SandboxServer
 from sandbox.token_load import daemon_environment, short_cycle_settings
 from tests.waiting import wait_until  # noqa: F401 - the tests of this folder import it from here
@@ -92,8 +92,9 @@ def start_daemon_thread() -> Iterator[Callable[..., TokenDaemon]]:
 
 
 def seed_token(client: redis.Redis, appid: str, value: str, remaining: float, margin: float = 0.8) -> None:
-    """Store a token as a previous leader would have (lock taken and released around the write)."""
-    store = TokenStore(client, appid)
+    """Store a token as a previous leader would have (lock taken and released around the write; signed
+    with the sandbox's AppSecret, as a daemon of the account signs what it stores)."""
+    store = TokenStore(client, appid, secret=DEFAULT_SECRET)
     assert store.acquire_lock("seed", 5)
     now = time.time()
     assert store.write("access_token", "seed", Credential(value, now, now + remaining, "stable"), margin)

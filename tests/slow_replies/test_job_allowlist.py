@@ -1,0 +1,94 @@
+"""The worker runs only the job function this project enqueues, and only handlers of the replies file's
+background rules: a job planted in Redis naming anything else (e.g. `os.system`) is refused and logged,
+never imported or called (issue 13, item 7). Real Redis, the real worker process, the app under uWSGI."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import redis
+from rq import Queue
+from rq.job import Job, JobStatus
+from rq.serializers import JSONSerializer
+from rq.webhook import Webhook
+
+from processes import AppServer, RedisServer
+from sandbox.server import SandboxServer
+from slow_replies.jobs import JOB_FUNCTION, QUEUE_NAME, JobSpec
+from tests.slow_replies.book_source import BookSource, new_isbn13
+from tests.slow_replies.conftest import Worker, delivered_to, new_follower, send, text_message, wait_until
+
+
+def planted_queue(redis_server: RedisServer) -> Queue:
+    """What someone with access to Redis sees: the worker's queue, to which anything can be pushed."""
+    return Queue(QUEUE_NAME, connection=redis.Redis.from_url(redis_server.url), serializer=JSONSerializer)
+
+
+def finished(queue: Queue, job: Job) -> bool:
+    return Job.fetch(job.id, connection=queue.connection, serializer=JSONSerializer).get_status() in (
+        JobStatus.FAILED, JobStatus.FINISHED)
+
+
+def test_a_job_naming_os_system_is_refused_and_never_run(
+    redis_server: RedisServer, worker: Worker, tmp_path: Path
+) -> None:
+    marker = tmp_path / "planted-job-ran"
+    queue = planted_queue(redis_server)
+    job = queue.enqueue_call("os.system", args=(f"touch {marker}",), description="planted")
+
+    assert wait_until(lambda: finished(queue, job), timeout=20), worker.log_text()[-3000:]
+    assert Job.fetch(job.id, connection=queue.connection, serializer=JSONSerializer).get_status() == JobStatus.FAILED
+    assert not marker.exists()
+    log = worker.log_text()
+    assert f"refused job {job.id}: it names the function 'os.system'" in log
+    assert worker.process.alive()
+
+
+def test_a_job_naming_a_callback_outside_the_allowlist_is_refused(
+    redis_server: RedisServer, worker: Worker, tmp_path: Path
+) -> None:
+    marker = tmp_path / "planted-callback-ran"
+    queue = planted_queue(redis_server)
+    job = queue.enqueue_call("os.system", args=(f"touch {marker}",), on_failure="os.abort")
+
+    assert wait_until(lambda: finished(queue, job), timeout=20), worker.log_text()[-3000:]
+    assert not marker.exists()
+    log = worker.log_text()
+    assert f"refused job {job.id}: it names the function 'os.system'" in log
+    assert f"refused job {job.id}: it names the callback 'os.abort'" in log
+
+
+def test_a_job_naming_a_webhook_is_refused_and_sends_nothing(
+    redis_server: RedisServer, worker: Worker, book_source: BookSource
+) -> None:
+    queue = planted_queue(redis_server)
+    number = new_isbn13()
+    hook = Webhook(f"{book_source.url}/api/books?bibkeys=ISBN:{number}", "failed")  # any URL the worker reaches
+    job = queue.enqueue_call(JOB_FUNCTION, args=({},), webhooks=[hook])
+
+    assert wait_until(lambda: finished(queue, job), timeout=20), worker.log_text()[-3000:]
+    assert f"refused job {job.id}: it names a webhook (127.0.0.1)" in worker.log_text()
+    assert book_source.requests_for(number) == 0
+
+
+def test_a_job_naming_a_handler_outside_the_replies_file_is_refused(
+    redis_server: RedisServer, worker: Worker
+) -> None:
+    queue = planted_queue(redis_server)
+    spec = JobSpec("reply-planted-handler", "os:system", {"MsgType": "text", "Content": "x"}, time.time(), "-")
+    job = queue.enqueue_call(JOB_FUNCTION, args=(spec.to_json(),), job_id=spec.job_id)
+
+    assert wait_until(lambda: finished(queue, job), timeout=20), worker.log_text()[-3000:]
+    log = worker.log_text()
+    assert "refused handler 'os:system' of job reply-planted-handler" in log
+    assert "background handler os:system failed" not in log  # it was never called
+
+
+def test_legitimate_background_replies_still_run(
+    app: AppServer, wechat: SandboxServer, book_source: BookSource, worker: Worker
+) -> None:
+    openid, number = new_follower(wechat), new_isbn13()
+    book_source.slow(number, 2.0)  # past the deadline: the worker sends the card with custom/send
+    assert send(app, text_message(openid, number)).text == "success"
+    assert wait_until(lambda: delivered_to(wechat, openid), timeout=20), worker.log_text()[-3000:]
