@@ -19,15 +19,15 @@ from urllib.parse import parse_qsl
 import web
 import wechatpy
 
-import render
+from weixin import render
 import utils
-from config import Settings
-from dedupe import Outcome, RequestFingerprint, RetryCache, fail_fast_client, message_key
-from local_dedupe import local_claims
-from logs import request_lines
-from replies import RELOAD_WAIT_SECONDS, Match, ReplyBook, describe
+from weixin.config import Settings
+from weixin.dedupe import Outcome, RequestFingerprint, RetryCache, fail_fast_client, message_key
+from weixin.local_dedupe import local_claims
+from weixin.logs import request_lines
+from weixin.replies import RELOAD_WAIT_SECONDS, Match, ReplyBook, describe
 from slow_replies.answer import answer_or_defer
-from wechat_crypto import AppIdMismatch, DecryptError, aes_key_from_encoding_key, decrypt_message, encrypted_reply
+from weixin.crypto import AppIdMismatch, DecryptError, aes_key_from_encoding_key, decrypt_message, encrypted_reply
 
 log = logging.getLogger("weixin")
 

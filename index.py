@@ -11,20 +11,20 @@ import web
 web.config.debug = False
 
 import handle  # noqa: E402
-import oauth.routes  # noqa: E402
-from config import ConfigError, check_deadline_under_harakiri, load_settings  # noqa: E402
-from logs import configure_logging, configured_secrets  # noqa: E402
-from replies import RulesError  # noqa: E402
+import weixin.oauth.routes  # noqa: E402
+from weixin.config import ConfigError, check_deadline_under_harakiri, load_settings  # noqa: E402
+from weixin.logs import configure_logging, configured_secrets  # noqa: E402
+from weixin.replies import RulesError  # noqa: E402
 
 urls = (
     "/weixin", "handle.Handle",
-    # For monitors: app up, Redis reachable, token age (health.py).
-    "/health", "health.Health",
-    # Web authorization pages (oauth/routes.py).
-    "/oauth/login", "oauth.routes.Login",
-    "/oauth/callback", "oauth.routes.Callback",
-    "/me", "oauth.routes.Me",
-    "/oauth/logout", "oauth.routes.Logout",
+    # For monitors: app up, Redis reachable, token age (weixin/health.py).
+    "/health", "weixin.health.Health",
+    # Web authorization pages (weixin/oauth/routes.py).
+    "/oauth/login", "weixin.oauth.routes.Login",
+    "/oauth/callback", "weixin.oauth.routes.Callback",
+    "/me", "weixin.oauth.routes.Me",
+    "/oauth/logout", "weixin.oauth.routes.Logout",
 )
 
 
@@ -72,7 +72,7 @@ def _start() -> web.application:
         raise SystemExit(2) from None
     # uWSGI forks its workers (respawned ones too) from this process's copy of the rules, read at start-up.
     _after_every_fork(runtime.replies.after_fork)
-    return web.application(urls, {"handle": handle, "oauth": oauth})
+    return web.application(urls, {"handle": handle, "weixin": weixin})
 
 
 app = _start()

@@ -52,7 +52,7 @@ chown root:"$APP_USER" "$CONFIG_DIR/common.env" "$CONFIG_DIR/web.env" "$CONFIG_D
 chmod 640 "$CONFIG_DIR/common.env"
 chmod 600 "$CONFIG_DIR/web.env" "$CONFIG_DIR/token.env" "$CONFIG_DIR/worker.env"
 if [ -f "$APP_DIR/.env" ]; then
-  # config.py reads /srv/weixin/.env when it exists (a command run from the checkout would find every secret).
+  # weixin/config.py reads /srv/weixin/.env when it exists (a command run from the checkout would find every secret).
   moved_to="$CONFIG_DIR/old-dotenv.$(date +%Y%m%d%H%M%S)"
   install -m 600 -o root -g root "$APP_DIR/.env" "$moved_to"
   rm -f "$APP_DIR/.env"

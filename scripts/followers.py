@@ -14,7 +14,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from wechatpy.exceptions import WeChatClientException
 
-from config import ConfigError
+from weixin.config import ConfigError
 from token_service.consumer import TokenServiceClient, TokenUnavailable
 
 

@@ -16,7 +16,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 import yaml
 from wechatpy.exceptions import WeChatClientException
 
-from config import ConfigError
+from weixin.config import ConfigError
 from token_service.consumer import TokenServiceClient, TokenUnavailable
 
 

@@ -5,8 +5,8 @@ from __future__ import annotations
 import argparse
 import sys
 
-from config import ConfigError, load_settings
-from logs import configure_stream_logging, configured_secrets
+from weixin.config import ConfigError, load_settings
+from weixin.logs import configure_stream_logging, configured_secrets
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -18,7 +18,7 @@ from urllib.parse import urlsplit
 
 from rq.job import Job
 
-from replies import RulesError, RuleSet, handler_path, load_rules
+from weixin.replies import RulesError, RuleSet, handler_path, load_rules
 from slow_replies.jobs import JOB_FUNCTION
 
 log = logging.getLogger("slow_replies")

@@ -6,7 +6,7 @@ import json
 import logging
 from typing import Any
 
-from replies import Reply, Template
+from weixin.replies import Reply, Template
 
 log = logging.getLogger("slow_replies")
 

@@ -14,8 +14,8 @@ from typing import Any
 
 import redis
 
-import render
-from config import Settings, load_settings
+from weixin import render
+from weixin.config import Settings, load_settings
 from slow_replies.allowlist import handler_allowed
 from slow_replies.custom_message import NotSendable, custom_message, encode
 from slow_replies.delivery import CustomMessageSender

@@ -9,8 +9,8 @@ import redis
 from rq import Worker
 from rq.serializers import JSONSerializer
 
-from config import Settings
-from replies import RulesError, load_rules
+from weixin.config import Settings
+from weixin.replies import RulesError, load_rules
 from slow_replies.allowlist import AllowlistedJob, handlers_at_start
 from slow_replies.jobs import QUEUE_NAME
 

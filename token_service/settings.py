@@ -1,4 +1,4 @@
-"""The token service's settings: the shared ones from config.py plus its own TOKEN_* variables.
+"""The token service's settings: the shared ones from weixin/config.py plus its own TOKEN_* variables.
 
 A missing or malformed value raises config.ConfigError with one line for the operator.
 """
@@ -9,8 +9,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
-import config
-from config import ConfigError
+from weixin import config
+from weixin.config import ConfigError
 
 TOKEN_SOURCES = ("stable", "classic")
 

@@ -13,7 +13,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
-PROJECT_ROOT = Path(__file__).resolve().parent
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
 AES_KEY_PATTERN = re.compile(r"^[A-Za-z0-9]{43}$")
 APPID_PATTERN = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
 TOKEN_PATTERN = re.compile(r"^[A-Za-z0-9]{3,32}$")
@@ -41,7 +41,7 @@ class Settings:
     # uwsgi.xml's harakiri (6) leaves the margin check_deadline_under_harakiri asks for.
     reply_deadline: float = 3.5
     log_level: str = "INFO"
-    # Web authorization (oauth/): where followers reach this app, WeChat's authorize host, the cookie key.
+    # Web authorization (weixin/oauth/): where followers reach this app, WeChat's authorize host, the cookie key.
     public_base_url: str = ""
     open_base: str = "https://open.weixin.qq.com"
     session_secret: str = ""

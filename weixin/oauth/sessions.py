@@ -17,7 +17,7 @@ from typing import Any
 import redis
 from itsdangerous import BadSignature, URLSafeTimedSerializer
 
-from oauth.sns_client import Grant
+from weixin.oauth.sns_client import Grant
 
 SESSION_COOKIE = "wx_session"
 STATE_COOKIE = "wx_oauth_state"

@@ -6,8 +6,8 @@ import functools
 import logging
 from typing import Any
 
-from config import ConfigError, load_settings
-from oauth.authorize import LOGIN_PATH, app_url
+from weixin.config import ConfigError, load_settings
+from weixin.oauth.authorize import LOGIN_PATH, app_url
 
 log = logging.getLogger("oauth")
 
@@ -32,7 +32,7 @@ def profile_link_articles(public_base_url: str) -> list[dict[str, str]]:
 
 
 def profile_link(message: Any) -> list[dict[str, str]] | str:
-    """replies.yaml: `reply: {handler: "oauth.replies:profile_link"}`."""
+    """replies.yaml: `reply: {handler: "weixin.oauth.replies:profile_link"}`."""
     try:
         base = _public_base_url()
     except ConfigError as error:

@@ -21,7 +21,7 @@ from typing import Any
 
 import yaml
 
-from rule_regex import PatternError, RulePattern, compile_rule_pattern
+from weixin.rule_regex import PatternError, RulePattern, compile_rule_pattern
 
 log = logging.getLogger("replies")
 
@@ -92,7 +92,7 @@ class Reply:
     # A handler that may be slow: it runs in the worker (slow_replies), its answer is passive if ready by the
     # deadline, else a customer-service message.
     background: bool = False
-    # The rendered XML of a reply without placeholders, filled in by render.py on first use.
+    # The rendered XML of a reply without placeholders, filled in by weixin/render.py on first use.
     rendered: dict[str, str] = field(default_factory=dict, compare=False, repr=False)
 
     @functools.cached_property

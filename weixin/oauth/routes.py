@@ -19,11 +19,11 @@ from urllib.parse import urlsplit
 import redis
 import web
 
-from config import Settings, load_settings
-from dedupe import fail_fast_client
-from oauth import authorize
-from oauth.profile import profile_view
-from oauth.sessions import (
+from weixin.config import Settings, load_settings
+from weixin.dedupe import fail_fast_client
+from weixin.oauth import authorize
+from weixin.oauth.profile import profile_view
+from weixin.oauth.sessions import (
     SESSION_COOKIE,
     SESSION_LIFETIME,
     STATE_COOKIE,
@@ -34,7 +34,7 @@ from oauth.sessions import (
     cookie_header,
     signing_secret,
 )
-from oauth.sns_client import (
+from weixin.oauth.sns_client import (
     ERRCODE_CODE_EXPIRED,
     ERRCODE_CODE_USED,
     ERRCODE_INVALID_CODE,

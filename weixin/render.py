@@ -23,7 +23,7 @@ from wechatpy.replies import (
     VoiceReply,
 )
 
-from replies import MAX_ARTICLES_FOR_EVENT, MAX_ARTICLES_FOR_MESSAGE, Reply, Template, describe
+from weixin.replies import MAX_ARTICLES_FOR_EVENT, MAX_ARTICLES_FOR_MESSAGE, Reply, Template, describe
 from utils import xml_safe_text
 
 log = logging.getLogger("render")

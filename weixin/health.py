@@ -19,7 +19,7 @@ import web
 from redis.backoff import NoBackoff
 from redis.retry import Retry
 
-from config import Settings, load_settings, redact_url
+from weixin.config import Settings, load_settings, redact_url
 from token_service.store import ACCESS_TOKEN, TokenStore
 
 log = logging.getLogger("weixin.health")

@@ -5,7 +5,7 @@ for the retries (about 5 s apart, up to 3); a retry that arrives while it is sti
 for that reply. A reply from the rules file alone has no side effects: it is rendered first and stored
 by the claim itself, one round trip to Redis, which also binds the request's signed triple to its body
 (replay check). If Redis is unreachable the message is answered anyway, with claims and fingerprints in
-the server's own memory (local_dedupe.py).
+the server's own memory (weixin/local_dedupe.py).
 """
 
 from __future__ import annotations
@@ -25,7 +25,7 @@ import redis
 from redis.backoff import NoBackoff
 from redis.retry import Retry
 
-from local_dedupe import LocalClaims
+from weixin.local_dedupe import LocalClaims
 
 log = logging.getLogger("dedupe")
 
@@ -125,7 +125,7 @@ class Claim:
     outcome: Outcome
     key: str
     reply: str | None = None  # for DONE: the stored reply XML, or None for "nothing to say"
-    local: bool = False  # made in the local stand-in while Redis is down (local_dedupe.py)
+    local: bool = False  # made in the local stand-in while Redis is down (weixin/local_dedupe.py)
 
     @property
     def label(self) -> str:
@@ -275,7 +275,7 @@ class RetryCache:
 
     def _claim_locally(self, key: str, value: bytes, ttl_ms: int, request: RequestFingerprint | None) -> Claim:
         """While Redis is down: the same claim and replay check in this server's shared memory
-        (local_dedupe.py). A fingerprint the stand-in cannot store (it is full) is not checked: refusing
+        (weixin/local_dedupe.py). A fingerprint the stand-in cannot store (it is full) is not checked: refusing
         would drop WeChat's own pushes."""
         if self.fallback is None:
             return Claim(Outcome.UNAVAILABLE, key)

@@ -1,0 +1,7 @@
+"""`python -m replies check FILE` validates a replies file without starting anything."""
+
+import sys
+
+from weixin.replies import main
+
+sys.exit(main())
