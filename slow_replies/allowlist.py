@@ -18,8 +18,8 @@ from urllib.parse import urlsplit
 
 from rq.job import Job
 
-from weixin.replies import RulesError, RuleSet, handler_path, load_rules
 from slow_replies.jobs import JOB_FUNCTION
+from weixin.replies import RulesError, RuleSet, current_handler_name, handler_path, load_rules
 
 log = logging.getLogger("slow_replies")
 
@@ -99,7 +99,8 @@ def handlers_at_start(replies_file: Path) -> frozenset[str]:
 def handler_allowed(handler: str, replies_file: Path) -> bool:
     """True if a background rule names `handler`, in the file as loaded at start or as it is now (a rule
     added since the worker started; reading the file again costs about a millisecond once its handlers
-    are imported)."""
+    are imported). A handler under its old name (`books:lookup`) is the one under its new name."""
+    handler = current_handler_name(handler)
     if handler in handlers_at_start(replies_file):
         return True
     try:

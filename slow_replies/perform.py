@@ -14,13 +14,14 @@ from typing import Any
 
 import redis
 
-from weixin import render
-from weixin.config import Settings, load_settings
 from slow_replies.allowlist import handler_allowed
 from slow_replies.custom_message import NotSendable, custom_message, encode
 from slow_replies.delivery import CustomMessageSender
 from slow_replies.handoff import FAILED, FINISHED, PASSIVE, READY, SENDING, SENT, HandOff
 from slow_replies.jobs import JobSpec
+from weixin import render
+from weixin.config import Settings, load_settings
+from weixin.replies import current_handler_name
 
 log = logging.getLogger("slow_replies")
 
@@ -47,7 +48,7 @@ def _context(pid: int) -> WorkerContext:
 
 
 def resolve_handler(path: str) -> Any:
-    module_name, _, name = path.partition(":")
+    module_name, _, name = current_handler_name(path).partition(":")
     return getattr(importlib.import_module(module_name), name)
 
 

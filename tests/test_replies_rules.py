@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import subprocess
 import sys
 import textwrap
@@ -10,8 +11,9 @@ from pathlib import Path
 import pytest
 import wechatpy
 
-from replies import ReplyBook, RulesError, load_rules, parse_rules
+import handlers.books
 from tests.wechat_requests import fixture
+from weixin.replies import ReplyBook, RulesError, handler_path, load_rules, parse_rules
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -219,3 +221,36 @@ def test_a_background_reload_keeps_serving_the_old_rules_until_the_new_ones_are_
 def test_errors_found_by_the_fast_loader_still_name_their_line() -> None:
     with pytest.raises(RulesError, match=r"line 4 \(keywords\[1\] match 'b'\): unknown placeholder"):
         parse_rules("keywords:\n  - match: a\n    reply: ok\n  - match: b\n    reply: '{nope}'\n", "test.yaml")
+
+
+def test_a_handler_under_its_old_name_still_loads_works_and_warns_once_with_its_line(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    path = tmp_path / "replies.yaml"
+    path.write_text(
+        "keywords:\n"
+        "  - match: hello\n"
+        "    reply: hi\n"
+        "  - regex: '^978'\n"
+        '    reply: {handler: "books:lookup"}\n',
+        encoding="utf-8",
+    )
+    with caplog.at_level(logging.WARNING, logger="replies"):
+        ruleset = load_rules(path)
+
+    handler = ruleset.match_text("9787111547420").reply.value
+    assert handler is handlers.books.lookup
+    assert handler_path(handler) == "handlers.books:lookup"
+    # A wrong check digit is answered without asking the book source.
+    wrong_digit = "9787111547420"
+    assert handler(text_message(wrong_digit)) == handlers.books.checksum_text(handlers.books.parse_isbn(wrong_digit))
+    warnings = [record.getMessage() for record in caplog.records if record.levelno == logging.WARNING]
+    assert warnings == [
+        f"{path} line 5: handler 'books:lookup' is now 'handlers.books:lookup'; the old name still works"
+    ]
+
+
+def test_the_new_handler_names_load_without_a_warning(caplog: pytest.LogCaptureFixture) -> None:
+    with caplog.at_level(logging.WARNING, logger="replies"):
+        load_rules(ROOT / "replies.yaml")
+    assert not [record for record in caplog.records if record.levelno >= logging.WARNING]

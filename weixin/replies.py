@@ -35,6 +35,9 @@ EVENT_KINDS = (
     "scancode_push", "scancode_waitmsg", "pic_sysphoto", "pic_photo_or_album", "pic_weixin",
     "location_select", "templatesendjobfinish", "masssendjobfinish", "unknown",
 )
+# Handler modules under their names before the move to handlers/ and weixin/ (issue 14): an old replies file
+# still loads, with one warning per use naming the new spelling.
+OLD_HANDLER_MODULES = {"books": "handlers.books", "oauth.replies": "weixin.oauth.replies"}
 REPLY_KINDS = ("text", "news", "image", "voice", "video", "music", "echo", "handler")
 ARTICLE_KEYS = {"title", "description", "picurl", "url"}
 VIDEO_KEYS = {"media_id", "title", "description"}
@@ -203,6 +206,12 @@ class RuleSet:
         return Match(self.events.get(kind), f"events.{kind}")
 
 
+def current_handler_name(path: str) -> str:
+    """`module:function` with a module's old name (OLD_HANDLER_MODULES) replaced by its new one."""
+    module_name, colon, function_name = path.partition(":")
+    return f"{OLD_HANDLER_MODULES.get(module_name, module_name)}{colon}{function_name}"
+
+
 def handler_path(function: Any) -> str | None:
     """`module:function` that imports back to `function` (how a worker process finds it), else None."""
     module_name, name = getattr(function, "__module__", None), getattr(function, "__qualname__", "")
@@ -236,6 +245,7 @@ class _Checker:
     def __init__(self, path: str) -> None:
         self.path = path
         self.errors: list[str] = []
+        self.warnings: list[str] = []
 
     def error(self, where: str, line: int | None, problem: str) -> None:
         at = f" line {line}" if line else ""
@@ -372,7 +382,11 @@ class _Checker:
         if not isinstance(background, bool):
             self.error(where, line, "background takes true or false")
             return None
-        module_name, _, function_name = value.partition(":")
+        if current_handler_name(value) != value:
+            at = f" line {line}" if line else ""
+            self.warnings.append(f"{self.path}{at}: handler {value!r} is now '{current_handler_name(value)}'; "
+                                 "the old name still works")
+        module_name, _, function_name = current_handler_name(value).partition(":")
         try:
             function = getattr(importlib.import_module(module_name), function_name)
         except (ImportError, AttributeError) as error:
@@ -447,13 +461,17 @@ _FAST_LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 def parse_rules(text: str, path: str = "replies.yaml") -> RuleSet:
     """A RuleSet from YAML text; raises RulesError listing every problem found.
 
-    A valid file is read once with the fast loader; a file with problems is read again with the loader
-    that records lines, so that every error names its line."""
+    A valid file is read once with the fast loader; a file with problems, or naming a handler by its old
+    name, is read again with the loader that records lines, so that every error and warning names its line."""
     try:
-        return _build_rules(_load_document(text, path, _FAST_LOADER), path)
+        rules, warnings = _build_rules(_load_document(text, path, _FAST_LOADER), path)
     except RulesError:
-        pass
-    return _build_rules(_load_document(text, path, _LineLoader), path)
+        warnings = None
+    if warnings is None or warnings:
+        rules, warnings = _build_rules(_load_document(text, path, _LineLoader), path)
+    for warning in warnings:
+        log.warning("%s", warning)
+    return rules
 
 
 def _load_document(text: str, path: str, loader: type) -> dict:
@@ -470,7 +488,7 @@ def _load_document(text: str, path: str, loader: type) -> dict:
     return document
 
 
-def _build_rules(document: dict, path: str) -> RuleSet:
+def _build_rules(document: dict, path: str) -> tuple[RuleSet, list[str]]:
     checker = _Checker(path)
     unknown = set(document) - TOP_LEVEL_KEYS
     if unknown:
@@ -504,7 +522,7 @@ def _build_rules(document: dict, path: str) -> RuleSet:
     rules.scenes = checker.section(document, "scenes", None, MAX_ARTICLES_FOR_EVENT)
     if checker.errors:
         raise RulesError("\n".join(checker.errors))
-    return rules
+    return rules, checker.warnings
 
 
 def load_rules(path: Path | str) -> RuleSet:

@@ -9,11 +9,11 @@ from pathlib import Path
 import pytest
 import wechatpy
 
-from config import ConfigError, load_settings
-from render import reply_from_value
-from replies import RulesError, handler_path, load_rules, parse_rules
 from slow_replies.custom_message import NotSendable, custom_message, encode
 from tests.wechat_requests import fixture
+from weixin.config import ConfigError, load_settings
+from weixin.render import reply_from_value
+from weixin.replies import RulesError, handler_path, load_rules, parse_rules
 
 ROOT = Path(__file__).resolve().parent.parent.parent
 MESSAGE = wechatpy.parse_message(fixture("messages/text.xml").decode())
@@ -45,7 +45,7 @@ def test_media_replies_keep_their_media_id_and_nothing_stays_nothing() -> None:
 
 
 def test_an_echo_reply_has_no_customer_service_form() -> None:
-    from replies import Reply
+    from weixin.replies import Reply
 
     with pytest.raises(NotSendable):
         custom_message("oX", Reply("echo"))
@@ -59,20 +59,20 @@ def test_a_handler_can_opt_in_to_the_background() -> None:
     ruleset = rules("""
         keywords:
           - regex: '^\\d{13}$'
-            reply: {handler: "books:lookup", background: true}
+            reply: {handler: "handlers.books:lookup", background: true}
           - match: now
-            reply: {handler: "books:lookup", background: false}
+            reply: {handler: "handlers.books:lookup", background: false}
         """)
     assert ruleset.keywords[0].reply.background and not ruleset.keywords[1].reply.background
-    assert handler_path(ruleset.keywords[0].reply.value) == "books:lookup"
+    assert handler_path(ruleset.keywords[0].reply.value) == "handlers.books:lookup"
 
 
 @pytest.mark.parametrize(
     ("reply", "problem"),
     [
         ('{text: "hi", background: true}', "background applies to handler replies only"),
-        ('{handler: "books:lookup", background: "yes"}', "background takes true or false"),
-        ('{handler: "books:lookup", backgroud: true}', "a reply needs exactly one of"),
+        ('{handler: "handlers.books:lookup", background: "yes"}', "background takes true or false"),
+        ('{handler: "handlers.books:lookup", backgroud: true}', "a reply needs exactly one of"),
         ('{handler: "random:random", background: true}', "must be a module-level function"),
     ],
 )
@@ -91,9 +91,9 @@ def test_the_shipped_file_sends_isbns_to_the_background_book_lookup() -> None:
     for text in ("9787111547426", "ISBN 978-7-111-54742-6", "7 111 54742 X", "isbn：0140328726"):
         match = shipped.match_text(text)
         assert match.reply.kind == "handler" and match.reply.background, text
-        assert handler_path(match.reply.value) == "books:lookup"
+        assert handler_path(match.reply.value) == "handlers.books:lookup"
     for text in ("帮助", "13812345678", "12345", "微博"):
-        assert handler_path(getattr(shipped.match_text(text).reply, "value", None)) != "books:lookup", text
+        assert handler_path(getattr(shipped.match_text(text).reply, "value", None)) != "handlers.books:lookup", text
 
 
 def test_the_reply_deadline_defaults_to_3_5_s_and_stays_below_harakiri() -> None:

@@ -13,11 +13,14 @@ from rq.job import Job, JobStatus
 from rq.serializers import JSONSerializer
 from rq.webhook import Webhook
 
-from processes import AppServer, RedisServer
+from devstack.processes import AppServer, RedisServer
 from sandbox.server import SandboxServer
+from slow_replies.allowlist import background_handlers, handler_allowed
 from slow_replies.jobs import JOB_FUNCTION, QUEUE_NAME, JobSpec
+from slow_replies.perform import resolve_handler
 from tests.slow_replies.book_source import BookSource, new_isbn13
 from tests.slow_replies.conftest import Worker, delivered_to, new_follower, send, text_message, wait_until
+from weixin.replies import load_rules
 
 
 def planted_queue(redis_server: RedisServer) -> Queue:
@@ -92,3 +95,16 @@ def test_legitimate_background_replies_still_run(
     book_source.slow(number, 2.0)  # past the deadline: the worker sends the card with custom/send
     assert send(app, text_message(openid, number)).text == "success"
     assert wait_until(lambda: delivered_to(wechat, openid), timeout=20), worker.log_text()[-3000:]
+
+
+def test_a_background_rule_under_the_old_handler_name_allows_the_handler_under_either_name(tmp_path: Path) -> None:
+    replies_file = tmp_path / "replies.yaml"
+    replies_file.write_text('keywords:\n  - regex: "^978"\n    reply: {handler: "books:lookup", background: true}\n',
+                            encoding="utf-8")
+
+    assert background_handlers(load_rules(replies_file)) == {"handlers.books:lookup"}
+    # The web process enqueues the new name; a job queued before an upgrade names the old one.
+    assert handler_allowed("handlers.books:lookup", replies_file)
+    assert handler_allowed("books:lookup", replies_file)
+    assert resolve_handler("books:lookup") is resolve_handler("handlers.books:lookup")
+    assert not handler_allowed("handlers.books:fetch_book", replies_file)

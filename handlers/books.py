@@ -1,4 +1,4 @@
-"""Book lookup by ISBN (the `books:lookup` handler): check the ISBN, ask the book source, cache in Redis.
+"""Book lookup by ISBN (the `handlers.books:lookup` handler): check the ISBN, ask the book source, cache in Redis.
 
 The pure parts (parse_isbn, book_from_open_library, book_card, the texts) are apart from the I/O
 (BookCache, fetch_book, lookup). The source is Open Library's JSON API unless BOOKS_API_BASE says otherwise.
@@ -29,7 +29,7 @@ from urllib3.connectionpool import HTTPConnectionPool, HTTPSConnectionPool
 from urllib3.exceptions import HTTPError as Urllib3Error
 from urllib3.poolmanager import pool_classes_by_scheme as urllib3_pool_classes
 
-from config import Settings, load_settings
+from weixin.config import Settings, load_settings
 
 log = logging.getLogger("books")
 

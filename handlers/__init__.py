@@ -1,0 +1,1 @@
+"""Handlers that replies.yaml names with `handler: "handlers.<module>:<function>"`."""
