@@ -16,7 +16,7 @@ $(STAMP): requirements.txt requirements-dev.txt requirements-bench.txt
 	touch $(STAMP)
 
 run: $(STAMP)
-	$(BIN)/python run.py
+	$(BIN)/python -m devstack
 
 test: $(STAMP)
 	$(BIN)/ruff check .

@@ -31,7 +31,7 @@ if str(ROOT) not in sys.path:
 
 import cpu_time  # noqa: E402
 
-from processes import (  # noqa: E402
+from devstack.processes import (  # noqa: E402
     NginxServer,
     RedisServer,
     UwsgiServer,
@@ -39,7 +39,7 @@ from processes import (  # noqa: E402
     free_port,
 )
 from utils import make_signature  # noqa: E402
-from wechat_crypto import aes_key_from_encoding_key, encrypt_message  # noqa: E402
+from weixin.crypto import aes_key_from_encoding_key, encrypt_message  # noqa: E402
 
 TOKEN = "benchtoken"
 APPID = "wxbench0000000001"

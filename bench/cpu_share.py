@@ -3,7 +3,7 @@ request in the keyword case (and ours in safe mode), for this project, WeRoBot a
 the main table's rounds.
 
 One more row serves this project with Redis unreachable, so that dedupe runs in uWSGI's shared cache
-alone (local_dedupe.py): not a mode we ship (the issues require Redis), but it shows what the Redis
+alone (weixin/local_dedupe.py): not a mode we ship (the issues require Redis), but it shows what the Redis
 round trip costs and what the rest of our request path reaches without it.
 """
 

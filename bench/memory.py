@@ -9,7 +9,7 @@ from pathlib import Path
 
 import compare
 
-from processes import RedisServer
+from devstack.processes import RedisServer
 
 
 @dataclass

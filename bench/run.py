@@ -28,7 +28,7 @@ import rules_file  # noqa: E402
 import token_cycles  # noqa: E402
 import token_read  # noqa: E402
 
-from processes import RedisServer, find_program  # noqa: E402
+from devstack.processes import RedisServer, find_program  # noqa: E402
 
 ROOT = compare.ROOT
 
@@ -80,7 +80,7 @@ FAIRNESS = """\
   the keyword reply is the shipped 微博 news card. WeRoBot 1.13.1 (bench/werobot_app.py) answers the same
   card and checks only the signature: no timestamp window, no replay check, no dedupe, no session.
 - Log level: our rows run at LOG_LEVEL=INFO, the production default (one line per request, written in
-  batches by logs.py to uWSGI's log); the keyword case is also shown at WARNING (no per-request line).
+  batches by weixin/logs.py to uWSGI's log); the keyword case is also shown at WARNING (no per-request line).
   WeRoBot writes no per-request line. uWSGI's own request log is off for all (uwsgi.xml).
 - The bare WSGI function (bench/bare_app.py) reads the body and returns a fixed reply: the ceiling of
   nginx + uWSGI + wrk on this machine, with no parsing and no checks.
@@ -169,7 +169,7 @@ def throughput_section(results: list[compare.Result], plan: Plan, connections: i
 
 def load_seconds(path: Path) -> float:
     """How long the app takes to load a replies file (at start-up, and on a reload after an edit)."""
-    from replies import load_rules
+    from weixin.replies import load_rules
 
     started = time.perf_counter()
     load_rules(path)

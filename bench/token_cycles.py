@@ -17,7 +17,7 @@ ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-from processes import ManagedProcess, RedisServer  # noqa: E402
+from devstack.processes import ManagedProcess, RedisServer  # noqa: E402
 from sandbox.platform import FakeWeChat  # noqa: E402
 from sandbox.server import SandboxServer  # noqa: E402
 from sandbox.token_load import TokenConsumers, daemon_environment, short_cycle_settings  # noqa: E402

@@ -17,7 +17,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 import redis
 
-from processes import running_redis
+from devstack.processes import running_redis
 from token_service.consumer import get_access_token
 from token_service.store import ACCESS_TOKEN, Credential, TokenStore
 

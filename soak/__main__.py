@@ -7,7 +7,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from processes import PROJECT_ROOT
+from devstack.processes import PROJECT_ROOT
 from soak.report import machine, readme_section, render, replace_readme_section
 from soak.run import Soak, SoakSettings
 

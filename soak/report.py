@@ -88,7 +88,7 @@ messages match a rule whose handler records each run in a file, which is how "ha
 {table}
 
 "During a fault" means a delivery of that message was sent while Redis was down or in the app's Redis
-back-off after it (5 s; the app then dedupes in uWSGI's shared memory, `local_dedupe.py`, so only a
+back-off after it (5 s; the app then dedupes in uWSGI's shared memory, `weixin/local_dedupe.py`, so only a
 message claimed in Redis just before the fault can be handled twice), or within the claim lease after a
 worker was killed (the retry takes over a dead worker's claim, so its handler may have run twice).
 Worker memory is sampled every second after a warm-up.

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import yaml
 
-from processes import PROJECT_ROOT, NginxServer, RedisServer, UwsgiServer
+from devstack.processes import PROJECT_ROOT, NginxServer, RedisServer, UwsgiServer
 from sandbox import checks, delivery
 from sandbox.messages import KINDS, Account, Push, build_message, build_push
 

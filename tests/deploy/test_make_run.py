@@ -1,4 +1,4 @@
-"""`make run` (run.py) on a fresh machine: the whole stack comes up, the printed simulator commands work
+"""`make run` (python -m devstack) on a fresh machine: the whole stack comes up, the printed simulator commands work
 through it, and Ctrl-C (SIGINT) leaves no process behind."""
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ from pathlib import Path
 
 import requests
 
-from processes import PROJECT_ROOT, free_port
+from devstack.processes import PROJECT_ROOT, free_port
 
 
 def process_start_time(pid: int) -> str | None:
@@ -55,9 +55,9 @@ def wait_for_output(path: Path, marker: str, process: subprocess.Popen, timeout:
         text = path.read_text(errors="replace") if path.exists() else ""
         if marker in text:
             return text
-        assert process.poll() is None, f"run.py exited with {process.returncode}:\n{text}"
+        assert process.poll() is None, f"python -m devstack exited with {process.returncode}:\n{text}"
         time.sleep(0.1)
-    raise AssertionError(f"run.py printed no {marker!r} in {timeout}s:\n{path.read_text(errors='replace')}")
+    raise AssertionError(f"python -m devstack printed no {marker!r} in {timeout}s:\n{path.read_text(errors='replace')}")
 
 
 def test_make_run_brings_up_the_stack_the_printed_commands_work_and_ctrl_c_stops_every_child(tmp_path: Path) -> None:
@@ -67,7 +67,7 @@ def test_make_run_brings_up_the_stack_the_printed_commands_work_and_ctrl_c_stops
     output = tmp_path / "run.out"
     with open(output, "wb") as sink:
         process = subprocess.Popen(
-            [sys.executable, "run.py"], cwd=PROJECT_ROOT, env=env, stdout=sink, stderr=subprocess.STDOUT
+            [sys.executable, "-m", "devstack"], cwd=PROJECT_ROOT, env=env, stdout=sink, stderr=subprocess.STDOUT
         )
     try:
         text = wait_for_output(output, "Press Ctrl-C", process, timeout=60)
@@ -90,7 +90,7 @@ def test_make_run_brings_up_the_stack_the_printed_commands_work_and_ctrl_c_stops
         children = descendants(process.pid)
         names = " ".join(command for _, command in children.values())
         for expected in ("redis-server", "sandbox serve", "token_service run", "uwsgi", "nginx"):
-            assert expected in names, f"{expected} not running under run.py: {names}"
+            assert expected in names, f"{expected} not running under python -m devstack: {names}"
 
         process.send_signal(signal.SIGINT)
         assert process.wait(timeout=30) == 0

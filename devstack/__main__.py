@@ -16,18 +16,25 @@ from pathlib import Path
 
 from dotenv import dotenv_values
 
-from config import ConfigError, load_settings
-from processes import NginxServer, RedisServer, SandboxProcess, SlowReplyWorker, TokenServiceProcess, UwsgiServer
+from devstack.processes import (
+    NginxServer,
+    RedisServer,
+    SandboxProcess,
+    SlowReplyWorker,
+    TokenServiceProcess,
+    UwsgiServer,
+)
 from sandbox.platform import DEFAULT_APPID, DEFAULT_SECRET
+from weixin.config import ConfigError, load_settings
 
-ROOT = Path(__file__).resolve().parent
+ROOT = Path(__file__).resolve().parent.parent
 # Used only where nothing is configured; all of them are public, made-up values.
 SANDBOX_TOKEN = "sandboxtoken"
 SANDBOX_AES_KEY = "abcdefghijklmnopqrstuvwxyz0123456789ABCDEFG"
 
 
 def configured(env: dict[str, str]) -> dict[str, str]:
-    """What the operator configured: the environment over the .env file (as config.py reads them)."""
+    """What the operator configured: the environment over the .env file (as weixin/config.py reads them)."""
     dotenv = Path(env.get("DOTENV_FILE") or ROOT / ".env")
     from_file = {k: v for k, v in dotenv_values(dotenv).items() if v is not None} if dotenv.is_file() else {}
     return {key: value for key, value in {**from_file, **env}.items() if value.strip()}

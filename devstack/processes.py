@@ -20,7 +20,7 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-PROJECT_ROOT = Path(__file__).resolve().parent
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
 VENV_BIN = Path(sys.executable).parent
 
 
@@ -128,7 +128,7 @@ class ManagedProcess:
 
     def wait_for_log(self, text: str, timeout: float = 5.0, count: int = 1) -> str:
         """The log once it contains `text` (`count` times or more): each worker writes its lines in
-        batches (logs.py), so one worker's lines can show up before another's that came earlier. The log
+        batches (weixin/logs.py), so one worker's lines can show up before another's that came earlier. The log
         as it is if they never show up."""
         deadline = time.monotonic() + timeout
         while True:
