@@ -19,15 +19,15 @@ from urllib.parse import parse_qsl
 import web
 import wechatpy
 
-from weixin import render
 import utils
+from slow_replies.answer import answer_or_defer
+from weixin import render
 from weixin.config import Settings
+from weixin.crypto import AppIdMismatch, DecryptError, aes_key_from_encoding_key, decrypt_message, encrypted_reply
 from weixin.dedupe import Outcome, RequestFingerprint, RetryCache, fail_fast_client, message_key
 from weixin.local_dedupe import local_claims
 from weixin.logs import request_lines
 from weixin.replies import RELOAD_WAIT_SECONDS, Match, ReplyBook, describe
-from slow_replies.answer import answer_or_defer
-from weixin.crypto import AppIdMismatch, DecryptError, aes_key_from_encoding_key, decrypt_message, encrypted_reply
 
 log = logging.getLogger("weixin")
 

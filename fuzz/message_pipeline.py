@@ -7,10 +7,9 @@ import xml.etree.ElementTree as ElementTree
 from pathlib import Path
 
 import handle
-from weixin import render
-from weixin import replies
-from weixin.dedupe import message_key
+from weixin import render, replies
 from weixin.crypto import DecryptError, aes_key_from_encoding_key, decrypt_message, encrypt_message
+from weixin.dedupe import message_key
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 APPID = "wx2c2769f8efd9abc2"

@@ -14,8 +14,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from wechatpy.exceptions import WeChatClientException
 
-from weixin.config import ConfigError
 from token_service.consumer import TokenServiceClient, TokenUnavailable
+from weixin.config import ConfigError
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -16,8 +16,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 import yaml
 from wechatpy.exceptions import WeChatClientException
 
-from weixin.config import ConfigError
 from token_service.consumer import TokenServiceClient, TokenUnavailable
+from weixin.config import ConfigError
 
 
 def load_menu(path: Path) -> dict:

@@ -15,10 +15,10 @@ from redis.backoff import NoBackoff
 from redis.retry import Retry
 from rq import Queue, Worker
 
-from weixin.config import Settings
-from weixin.replies import Reply, handler_path
 from slow_replies.handoff import PASSIVE, WAITING, HandOff
 from slow_replies.jobs import JobSpec, enqueue, job_id_for, make_queue
+from weixin.config import Settings
+from weixin.replies import Reply, handler_path
 
 log = logging.getLogger("weixin")
 

@@ -9,10 +9,10 @@ import redis
 from rq import Worker
 from rq.serializers import JSONSerializer
 
-from weixin.config import Settings
-from weixin.replies import RulesError, load_rules
 from slow_replies.allowlist import AllowlistedJob, handlers_at_start
 from slow_replies.jobs import QUEUE_NAME
+from weixin.config import Settings
+from weixin.replies import RulesError, load_rules
 
 log = logging.getLogger("slow_replies")
 

@@ -10,11 +10,11 @@ from types import FrameType
 
 import redis
 
-from weixin.config import ConfigError, redact_url
-from weixin.logs import configure_stream_logging, configured_secrets
 from token_service.consumer import TokenUnavailable, get_access_token, get_jsapi_ticket, request_refresh
 from token_service.settings import TokenSettings, load_token_settings, require_secret
 from token_service.store import ACCESS_TOKEN, JSAPI_TICKET, TokenStore, masked
+from weixin.config import ConfigError, redact_url
+from weixin.logs import configure_stream_logging, configured_secrets
 
 
 def _client(settings: TokenSettings) -> redis.Redis:

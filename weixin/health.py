@@ -19,8 +19,8 @@ import web
 from redis.backoff import NoBackoff
 from redis.retry import Retry
 
-from weixin.config import Settings, load_settings, redact_url
 from token_service.store import ACCESS_TOKEN, TokenStore
+from weixin.config import Settings, load_settings, redact_url
 
 log = logging.getLogger("weixin.health")
 

@@ -23,8 +23,8 @@ from wechatpy.replies import (
     VoiceReply,
 )
 
-from weixin.replies import MAX_ARTICLES_FOR_EVENT, MAX_ARTICLES_FOR_MESSAGE, Reply, Template, describe
 from utils import xml_safe_text
+from weixin.replies import MAX_ARTICLES_FOR_EVENT, MAX_ARTICLES_FOR_MESSAGE, Reply, Template, describe
 
 log = logging.getLogger("render")
 
