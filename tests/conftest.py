@@ -13,7 +13,7 @@ ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-from processes import RedisServer  # noqa: E402
+from devstack.processes import RedisServer  # noqa: E402
 
 FIXTURES = Path(__file__).resolve().parent / "fixtures"
 
@@ -47,7 +47,7 @@ TEST_AES_KEY = "abcdefghijklmnopqrstuvwxyz0123456789ABCDEFG"
 def start_app(tmp_path_factory: pytest.TempPathFactory, redis_server: RedisServer):
     """Start the message server under real uWSGI with extra environment; servers are shared per env and
     stopped at the end of the run. Returns the AppServer (`.url`, `.process.log_text()`)."""
-    from processes import AppServer
+    from devstack.processes import AppServer
 
     servers: dict[tuple, AppServer] = {}
 

@@ -19,7 +19,7 @@ from pathlib import Path
 import pytest
 import redis
 
-from processes import RedisServer, UwsgiServer, free_port
+from devstack.processes import RedisServer, UwsgiServer, free_port
 from tests.conftest import TEST_AES_KEY, TEST_APPID, TEST_TOKEN
 from tests.reload_handlers import HELD_KEY, HOLD_SECONDS, release_key
 from tests.slow_replies.conftest import wait_until
@@ -162,7 +162,7 @@ def first_reply(book) -> str:
 
 def test_an_edit_of_the_same_size_and_mtime_is_still_seen(tmp_path: Path) -> None:
     """Some filesystems keep mtime in whole seconds: a second edit of the same size can leave the stat unchanged."""
-    from replies import ReplyBook
+    from weixin.replies import ReplyBook
 
     path = tmp_path / "replies.yaml"
     path.write_text("default: first\n")
@@ -177,7 +177,7 @@ def test_an_edit_of_the_same_size_and_mtime_is_still_seen(tmp_path: Path) -> Non
 
 
 def test_after_fork_loads_the_saved_file_before_any_request(tmp_path: Path) -> None:
-    from replies import ReplyBook
+    from weixin.replies import ReplyBook
 
     path = tmp_path / "replies.yaml"
     path.write_text("default: loaded by the master\n")
@@ -188,7 +188,7 @@ def test_after_fork_loads_the_saved_file_before_any_request(tmp_path: Path) -> N
 
 
 def test_the_request_that_notices_an_edit_waits_for_a_quick_load(tmp_path: Path) -> None:
-    from replies import ReplyBook
+    from weixin.replies import ReplyBook
 
     path = tmp_path / "replies.yaml"
     path.write_text(rules("v1"))
@@ -201,7 +201,7 @@ def test_the_request_that_notices_an_edit_waits_for_a_quick_load(tmp_path: Path)
 
 def test_an_in_place_copy_that_puts_back_the_old_mtime_is_seen(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """`cp -p new.yaml replies.yaml`: same inode, same size, the source's (older) mtime; only ctime tells."""
-    import replies
+    from weixin import replies
 
     monkeypatch.setattr(replies, "RECENT_EDIT_NS", 0)  # the stat alone, as long after the last edit
     path = tmp_path / "replies.yaml"

@@ -23,7 +23,7 @@ import requests
 
 import handle
 import utils
-from processes import NginxServer, UwsgiServer
+from devstack.processes import NginxServer, UwsgiServer
 from tests.conftest import TEST_AES_KEY, TEST_APPID, TEST_TOKEN
 from tests.wechat_requests import FIXTURES, deliver, fixture, post, prepare, reply_fields, signed_query, with_fresh_ids
 

@@ -29,8 +29,7 @@ import pytest
 import redis
 import requests
 
-from oauth.sessions import SESSION_KEY_PREFIX
-from processes import (
+from devstack.processes import (
     PROJECT_ROOT,
     AppServer,
     RedisServer,
@@ -43,6 +42,7 @@ from sandbox.control import SandboxControl
 from tests.slow_replies.book_source import BookSource, new_isbn13
 from tests.wechat_requests import fixture, post, signed_query, with_fresh_ids
 from token_service.consumer import TokenUnavailable, get_access_token, get_jsapi_ticket
+from weixin.oauth.sessions import SESSION_KEY_PREFIX
 
 APPID = "wx5ec7e7f0a1b2c3d4"
 SLOW_SECONDS = 1.6  # the book source answers after the app's REPLY_DEADLINE (1 s): custom/send it is

@@ -12,10 +12,7 @@ import pytest
 import redis
 import requests
 
-from config import ConfigError, load_settings
-from dedupe import Outcome, RequestFingerprint, RetryCache, fail_fast_client
-from local_dedupe import MemoryClaims
-from processes import free_port
+from devstack.processes import free_port
 from tests.conftest import TEST_AES_KEY, TEST_APPID, TEST_TOKEN
 from tests.wechat_requests import (
     deliver,
@@ -26,6 +23,9 @@ from tests.wechat_requests import (
     signed_query,
     with_fresh_ids,
 )
+from weixin.config import ConfigError, load_settings
+from weixin.dedupe import Outcome, RequestFingerprint, RetryCache, fail_fast_client
+from weixin.local_dedupe import MemoryClaims
 
 ROOT = Path(__file__).resolve().parent.parent
 MODES = ("plain", "compatible", "safe")

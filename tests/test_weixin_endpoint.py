@@ -12,7 +12,7 @@ import redis
 import requests
 import yaml
 
-from processes import free_port
+from devstack.processes import free_port
 from tests.conftest import TEST_AES_KEY, TEST_APPID, TEST_TOKEN
 from tests.wechat_requests import (
     FIXTURES,
@@ -35,9 +35,9 @@ def test_replies(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """The shipped replies plus rules whose handlers count their runs."""
     document = yaml.safe_load((ROOT / "replies.yaml").read_text())
     document["keywords"] = [
-        {"match": "count-me", "reply": {"handler": "tests.handlers:count_runs"}},
-        {"match": "slow-count", "reply": {"handler": "tests.handlers:slow_count_runs"}},
-        {"match": "explode", "reply": {"handler": "tests.handlers:explode"}},
+        {"match": "count-me", "reply": {"handler": "tests.counting_handlers:count_runs"}},
+        {"match": "slow-count", "reply": {"handler": "tests.counting_handlers:slow_count_runs"}},
+        {"match": "explode", "reply": {"handler": "tests.counting_handlers:explode"}},
         *document["keywords"],
     ]
     path = tmp_path_factory.mktemp("replies") / "replies.yaml"

@@ -12,7 +12,7 @@ import requests
 import xmltodict
 
 from utils import make_signature
-from wechat_crypto import aes_key_from_encoding_key, decrypt_message, encrypt_message
+from weixin.crypto import aes_key_from_encoding_key, decrypt_message, encrypt_message
 
 FIXTURES = Path(__file__).resolve().parent / "fixtures"
 _message_ids = itertools.count(int(time.time() * 1000) * 1000)

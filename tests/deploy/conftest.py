@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from processes import (
+from devstack.processes import (
     PROJECT_ROOT,
     NginxServer,
     RedisServer,
@@ -22,11 +22,11 @@ from sandbox.platform import DEFAULT_APPID, DEFAULT_SECRET
 
 TOKEN = "deploytoken2026"
 AES_KEY = "abcdefghijklmnopqrstuvwxyz0123456789ABCDEFG"
-# Text starting with `load-` runs a handler that counts its runs in Redis (tests/handlers.py), so that
+# Text starting with `load-` runs a handler that counts its runs in Redis (tests/counting_handlers.py), so that
 # the fault tests can check that every message ran its rule exactly once.
 COUNTED_RULE = """keywords:
   - regex: '^load-'
-    reply: {handler: "tests.handlers:count_runs"}
+    reply: {handler: "tests.counting_handlers:count_runs"}
 """
 
 

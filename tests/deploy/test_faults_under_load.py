@@ -30,7 +30,7 @@ class LoadOutcome:
     failures: list[str] = field(default_factory=list)  # no valid reply even after the retries
     wrong_replies: list[str] = field(default_factory=list)
     # Valid for WeChat (`success`), but the follower sees nothing: the rule ran on a worker that was
-    # killed before it stored its reply, and the retry found the message claimed (see dedupe.py).
+    # killed before it stored its reply, and the retry found the message claimed (see weixin/dedupe.py).
     no_reply: list[str] = field(default_factory=list)
     deliveries: Counter = field(default_factory=Counter)  # attempts per message -> messages
     slowest: float = 0.0  # seconds from the first delivery to the final answer
@@ -84,7 +84,7 @@ def load_with_fault(stack: Stack, name: str, fault: Callable[[], None], fault_af
 
 
 def rule_runs(stack: Stack, contents: list[str]) -> Counter:
-    """How many messages had their rule run 0, 1, 2... times (tests/handlers.py counts in Redis)."""
+    """How many messages had their rule run 0, 1, 2... times (tests/counting_handlers.py counts in Redis)."""
     client = redis.Redis.from_url(stack.redis.url)
     try:
         values = client.mget([f"test:handler-runs:{content}" for content in contents])

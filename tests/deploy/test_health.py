@@ -8,7 +8,7 @@ import time
 import redis
 import requests
 
-from processes import free_port
+from devstack.processes import free_port
 from tests.conftest import TEST_APPID
 from token_service.store import Credential, TokenStore
 

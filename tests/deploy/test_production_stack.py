@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 import requests
 
-from processes import PROJECT_ROOT
+from devstack.processes import PROJECT_ROOT
 from sandbox.messages import build_message
 from sandbox.simulator import exchange, load_conversation, run_conversation, verify_handshake
 from tests.deploy.conftest import Stack

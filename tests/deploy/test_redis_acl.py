@@ -21,16 +21,16 @@ import pytest
 import redis
 import requests
 
-import config
-import processes
-from oauth.sessions import SessionStore
-from processes import PROJECT_ROOT, AppServer, RedisServer, SlowReplyWorker, TokenServiceProcess
+from devstack import processes
+from devstack.processes import PROJECT_ROOT, AppServer, RedisServer, SlowReplyWorker, TokenServiceProcess
 from sandbox.platform import DEFAULT_SECRET, FakeWeChat
 from sandbox.server import SandboxServer
 from tests.conftest import TEST_AES_KEY, TEST_APPID, TEST_TOKEN
 from tests.slow_replies.book_source import BookSource, new_isbn13
 from tests.wechat_requests import deliver, fixture, open_encrypted_reply, prepare, with_fresh_ids
 from token_service.consumer import get_access_token, request_refresh
+from weixin import config
+from weixin.oauth.sessions import SessionStore
 
 USERS = ("weixin-web", "weixin-token", "weixin-worker")
 ADMIN_PASSWORD = secrets.token_hex(16)  # a test-only user, to read ACL LOG; not in the template
@@ -94,7 +94,7 @@ os.execv(sys.argv[1], sys.argv[1:])
 
 @contextlib.contextmanager
 def without_writable_executable_memory(directory: Path) -> Iterator[None]:
-    """processes.py starts Python (sys.executable) and uWSGI (find_program): both through the MDWE wrapper."""
+    """devstack/processes.py starts Python (sys.executable) and uWSGI (find_program): both through the MDWE wrapper."""
     directory.mkdir(parents=True, exist_ok=True)
     (directory / "mdwe_exec.py").write_text(MDWE_EXEC)
     real_python, real_find_program = sys.executable, processes.find_program

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from processes import PROJECT_ROOT, ManagedProcess, render_uwsgi_config, wait_for_unix
+from devstack.processes import PROJECT_ROOT, ManagedProcess, render_uwsgi_config, wait_for_unix
 
 UNITS = PROJECT_ROOT / "deploy/systemd"
 INSTALL_DIRECTORY = "/srv/weixin"

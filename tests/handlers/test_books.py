@@ -1,4 +1,5 @@
-"""books.py: ISBN checks, Open Library's JSON as a card, the Redis cache, and asking a local source over HTTP."""
+"""handlers/books.py: ISBN checks, Open Library's JSON as a card, the Redis cache, and asking a local source
+over HTTP."""
 
 from __future__ import annotations
 
@@ -19,7 +20,8 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
-from books import (
+from devstack.processes import free_port
+from handlers.books import (
     UNAVAILABLE_TEXT,
     Book,
     BookCache,
@@ -30,7 +32,6 @@ from books import (
     fetch_book,
     parse_isbn,
 )
-from processes import free_port
 from tests.slow_replies.book_source import HUGE_BYTES, BookSource, new_isbn13
 
 

@@ -9,7 +9,7 @@ import time
 import redis
 from stdnum import isbn
 
-from processes import AppServer, RedisServer
+from devstack.processes import AppServer, RedisServer
 from sandbox.server import SandboxServer
 from tests.conftest import TEST_AES_KEY, TEST_APPID, TEST_TOKEN
 from tests.slow_replies.book_source import BookSource, new_isbn13

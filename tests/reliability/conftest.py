@@ -11,10 +11,10 @@ ROOT = Path(__file__).resolve().parents[2]
 
 
 def replies_with_counting_rules(directory: Path) -> Path:
-    """The shipped replies plus `count-me` (a handler that counts its runs in Redis, tests/handlers.py)."""
+    """The shipped replies plus `count-me` (a handler that counts its runs in Redis, tests/counting_handlers.py)."""
     document = yaml.safe_load((ROOT / "replies.yaml").read_text())
     document["keywords"] = [
-        {"match": "count-me", "reply": {"handler": "tests.handlers:count_runs"}},
+        {"match": "count-me", "reply": {"handler": "tests.counting_handlers:count_runs"}},
         *document["keywords"],
     ]
     path = directory / "replies.yaml"

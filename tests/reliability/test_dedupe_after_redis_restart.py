@@ -5,8 +5,8 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
-from dedupe import REDIS_BACKOFF_SECONDS, Outcome, RetryCache, fail_fast_client
-from processes import RedisServer
+from devstack.processes import RedisServer
+from weixin.dedupe import REDIS_BACKOFF_SECONDS, Outcome, RetryCache, fail_fast_client
 
 
 def test_after_a_redis_restart_the_first_claim_after_the_back_off_uses_redis_again(tmp_path: Path) -> None:

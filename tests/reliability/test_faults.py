@@ -15,7 +15,7 @@ import pytest
 import redis
 import requests
 
-from processes import AppServer, ManagedProcess, RedisServer
+from devstack.processes import AppServer, ManagedProcess, RedisServer
 from sandbox.platform import FakeWeChat
 from sandbox.server import SandboxServer
 from tests.conftest import TEST_AES_KEY, TEST_APPID, TEST_TOKEN

@@ -17,10 +17,10 @@ import redis
 from hypothesis import HealthCheck, given, settings
 
 import handle
-from config import load_settings
 from tests.conftest import TEST_AES_KEY, TEST_APPID, TEST_TOKEN
 from tests.reliability.judge import violations
 from tests.reliability.strategies import Push, pushes, random_encrypt_pushes
+from weixin.config import load_settings
 
 EXAMPLES = int(os.environ.get("RELIABILITY_EXAMPLES", "80"))
 IN_PROCESS_EXAMPLES = EXAMPLES * 5

@@ -8,7 +8,7 @@ import sys
 import pytest
 import requests
 
-from processes import PROJECT_ROOT, ManagedProcess, free_port, wait_for_tcp
+from devstack.processes import PROJECT_ROOT, ManagedProcess, free_port, wait_for_tcp
 from sandbox.control import SandboxControl, SandboxControlError
 
 FOLLOWER = "oControlledFollower000000001"

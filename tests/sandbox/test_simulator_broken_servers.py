@@ -22,7 +22,7 @@ from wechatpy.exceptions import InvalidSignatureException
 from wechatpy.replies import ArticlesReply, TextReply
 from wechatpy.utils import check_signature
 
-from processes import free_port
+from devstack.processes import free_port
 from sandbox import simulator
 from sandbox.checks import UNAVAILABLE, render_for_follower
 from sandbox.messages import Account, build_message

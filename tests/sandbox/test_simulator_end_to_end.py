@@ -9,7 +9,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from processes import PROJECT_ROOT, AppServer
+from devstack.processes import PROJECT_ROOT, AppServer
 from sandbox import simulator
 from sandbox.messages import KINDS, MODES, Account, build_message
 

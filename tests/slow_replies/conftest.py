@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from processes import PROJECT_ROOT, AppServer, ManagedProcess, RedisServer, TokenServiceProcess
+from devstack.processes import PROJECT_ROOT, AppServer, ManagedProcess, RedisServer, TokenServiceProcess
 from sandbox.platform import DEFAULT_SECRET, FakeWeChat
 from sandbox.server import SandboxServer
 from tests.conftest import TEST_AES_KEY, TEST_APPID, TEST_TOKEN

@@ -8,8 +8,7 @@ import time
 import redis
 import wechatpy
 
-from dedupe import message_key
-from processes import AppServer, RedisServer
+from devstack.processes import AppServer, RedisServer
 from sandbox.server import SandboxServer
 from slow_replies.handoff import job_key
 from slow_replies.jobs import job_id_for
@@ -25,6 +24,7 @@ from tests.slow_replies.conftest import (
     text_message,
     wait_until,
 )
+from weixin.dedupe import message_key
 
 SEND = "/cgi-bin/message/custom/send"
 

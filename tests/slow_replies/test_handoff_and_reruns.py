@@ -13,9 +13,7 @@ import pytest
 import redis
 import requests
 
-from config import load_settings
-from processes import free_port
-from replies import Reply
+from devstack.processes import free_port
 from sandbox.platform import DEFAULT_SECRET, FakeWeChat
 from sandbox.server import SandboxServer
 from slow_replies import perform
@@ -24,7 +22,9 @@ from slow_replies.delivery import CustomMessageSender
 from slow_replies.handoff import HandOff, job_key
 from slow_replies.jobs import JobSpec, make_queue
 from tests.conftest import TEST_APPID
-from tests.handlers import count_runs
+from tests.counting_handlers import count_runs
+from weixin.config import load_settings
+from weixin.replies import Reply
 
 SEND = "/cgi-bin/message/custom/send"
 OPENID = "oRerunFollower00000000000001"
@@ -53,7 +53,7 @@ def worker_environment(monkeypatch: pytest.MonkeyPatch, redis_server, wechat: Sa
                        tmp_path: Path) -> Iterator[None]:
     # The worker runs only handlers that a background rule of the replies file names.
     replies_file = tmp_path / "replies.yaml"
-    replies_file.write_text('keywords:\n  - match: rerun\n    reply: {handler: "tests.handlers:count_runs", '
+    replies_file.write_text('keywords:\n  - match: rerun\n    reply: {handler: "tests.counting_handlers:count_runs", '
                             'background: true}\n', encoding="utf-8")
     for name, value in {"REDIS_URL": redis_server.url, "WECHAT_APPID": TEST_APPID, "WECHAT_API_BASE": wechat.url,
                         "DOTENV_FILE": "/dev/null", "REPLIES_FILE": str(replies_file)}.items():
@@ -66,7 +66,7 @@ def worker_environment(monkeypatch: pytest.MonkeyPatch, redis_server, wechat: Sa
 def spec(job_id: str, content: str = "rerun", deadline_in: float = -1.0) -> JobSpec:
     fields = {"ToUserName": "gh_10f6c3c3ac5a", "FromUserName": OPENID, "CreateTime": "1700000000",
               "MsgType": "text", "Content": content, "MsgId": "1"}
-    return JobSpec(job_id, "tests.handlers:count_runs", fields, time.time() + deadline_in, "test-rule")
+    return JobSpec(job_id, "tests.counting_handlers:count_runs", fields, time.time() + deadline_in, "test-rule")
 
 
 # --- the compare-and-sets ----------------------------------------------------------------------

@@ -12,13 +12,13 @@ from pathlib import Path
 import pytest
 import requests
 
-from config import ConfigError, check_deadline_under_harakiri
-from processes import ManagedProcess, RedisServer, UwsgiServer, find_program, free_port, render_uwsgi_config
+from devstack.processes import ManagedProcess, RedisServer, UwsgiServer, find_program, free_port, render_uwsgi_config
 from sandbox.server import SandboxServer
 from tests.conftest import TEST_AES_KEY, TEST_APPID, TEST_TOKEN
 from tests.slow_replies.book_source import BookSource, new_isbn13
 from tests.slow_replies.conftest import Worker, new_follower, text_message, wait_until
 from tests.wechat_requests import post
+from weixin.config import ConfigError, check_deadline_under_harakiri
 
 SLOW_MESSAGES = 8
 SHIPPED_DEADLINE = 3.5  # config.Settings.reply_deadline: the tests below run with the default
@@ -72,7 +72,7 @@ def test_slow_messages_under_the_shipped_uwsgi_xml_always_get_success_and_no_har
 def test_the_shipped_uwsgi_xml_leaves_room_for_the_longest_allowed_deadline() -> None:
     text = (Path(__file__).resolve().parents[2] / "uwsgi.xml").read_text()
     harakiri = int(text.split("<harakiri>", 1)[1].split("</harakiri>", 1)[0])
-    check_deadline_under_harakiri(3.9, harakiri)  # REPLY_DEADLINE's upper bound (config.py)
+    check_deadline_under_harakiri(3.9, harakiri)  # REPLY_DEADLINE's upper bound (weixin/config.py)
 
 
 @pytest.mark.parametrize(("deadline", "harakiri"), [(3.5, 4), (3.5, 5), (3.9, 5), (2.0, 3), (0.5, 2)])

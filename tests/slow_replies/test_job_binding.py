@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import re
 
-from processes import AppServer
+from devstack.processes import AppServer
 from sandbox.server import SandboxServer
 from tests.slow_replies.book_source import BookSource, new_isbn13
 from tests.slow_replies.conftest import delivered_to, new_follower, send, text_message

@@ -10,13 +10,13 @@ from concurrent.futures import ThreadPoolExecutor
 import requests
 import wechatpy
 
-from dedupe import message_key
-from processes import AppServer
+from devstack.processes import AppServer
 from sandbox.server import SandboxServer
 from slow_replies.jobs import job_id_for
 from tests.conftest import TEST_APPID
 from tests.slow_replies.book_source import BookSource, new_isbn13
 from tests.slow_replies.conftest import DEADLINE, Worker, delivered_to, new_follower, send, text_message, wait_until
+from weixin.dedupe import message_key
 
 
 def send_and_survive(app: AppServer, xml: bytes) -> requests.Response | None:
@@ -69,7 +69,7 @@ def test_the_app_restarted_while_work_is_pending_still_delivers_the_card_exactly
         assert first.result() is None
     app.start()
     title = f"测试之书 {number[-4:]}：第二版"
-    # WeChat's retry reaches the new app. The dead web process's claim is taken over (dedupe.py), and the
+    # WeChat's retry reaches the new app. The dead web process's claim is taken over (weixin/dedupe.py), and the
     # retry waits for the job that is already running (never a second one): the card comes either as the
     # retry's passive reply, when the job finishes within the deadline, or later through custom/send.
     retry = send(app, xml).text

@@ -5,7 +5,7 @@ from __future__ import annotations
 import shlex
 from pathlib import Path
 
-from processes import PROJECT_ROOT
+from devstack.processes import PROJECT_ROOT
 from slow_replies.jobs import JOB_TIMEOUT_SECONDS
 
 UNIT = PROJECT_ROOT / "deploy/systemd/weixin-worker.service"

@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 import redis
 
-from processes import ManagedProcess, RedisServer
+from devstack.processes import ManagedProcess, RedisServer
 from sandbox.platform import DEFAULT_SECRET, FakeWeChat
 from sandbox.server import SandboxServer
 from sandbox.token_load import daemon_environment, short_cycle_settings

@@ -13,7 +13,7 @@ import pytest
 import redis
 import requests
 
-from processes import RedisServer
+from devstack.processes import RedisServer
 from sandbox.platform import DEFAULT_SECRET
 from sandbox.server import SandboxServer
 from tests.token_service.conftest import daemon_env, token_watcher, wait_until

@@ -13,7 +13,7 @@ import pytest
 import redis
 from wechatpy.exceptions import WeChatClientException
 
-from processes import PROJECT_ROOT, RedisServer
+from devstack.processes import PROJECT_ROOT, RedisServer
 from sandbox.server import SandboxServer
 from tests.token_service.conftest import daemon_env, wait_until
 from token_service.consumer import TokenServiceClient, TokenUnavailable, get_access_token

@@ -12,7 +12,7 @@ from collections.abc import Callable
 import redis
 import requests
 
-from processes import ManagedProcess, RedisServer
+from devstack.processes import ManagedProcess, RedisServer
 from sandbox.platform import DEFAULT_SECRET
 from sandbox.server import SandboxServer
 from sandbox.token_load import TokenConsumers

@@ -10,7 +10,7 @@ from collections.abc import Callable
 import pytest
 import redis
 
-from processes import RedisServer
+from devstack.processes import RedisServer
 from sandbox.server import SandboxServer
 from tests.token_service.conftest import daemon_env, seed_token, wait_until
 from token_service.consumer import TokenUnavailable, get_access_token, request_refresh
@@ -125,7 +125,7 @@ def test_unreachable_wechat_backs_off_and_never_logs_the_secret(
     start_daemon_thread: Callable[..., TokenDaemon],
     caplog: pytest.LogCaptureFixture,
 ) -> None:
-    from processes import free_port
+    from devstack.processes import free_port
 
     caplog.set_level(logging.DEBUG, logger="token_service")
     env = daemon_env(sandbox, redis_server, TOKEN_SOURCE="classic", WECHAT_API_BASE=f"http://127.0.0.1:{free_port()}")

@@ -91,7 +91,7 @@ def test_jsapi_signature_ignores_the_url_fragment() -> None:
 
 
 def test_unreachable_upstream_error_never_contains_the_secret() -> None:
-    from processes import free_port
+    from devstack.processes import free_port
 
     secret = "the-app-secret-0123456789"
     upstream = WeChatUpstream(f"http://127.0.0.1:{free_port()}", "wxabc", secret, timeout=1)

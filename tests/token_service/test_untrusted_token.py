@@ -12,7 +12,7 @@ from collections.abc import Callable
 import pytest
 import redis
 
-from processes import RedisServer
+from devstack.processes import RedisServer
 from sandbox.server import SandboxServer
 from tests.token_service.conftest import daemon_env, wait_until
 from token_service.consumer import TokenUnavailable, get_access_token

@@ -7,9 +7,9 @@ from pathlib import Path
 
 import pytest
 
-from replies import RulesError, load_rules
+from weixin.replies import RulesError, load_rules
 
-FIXTURES = Path(__file__).resolve().parent / "fixtures" / "replies"
+FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "replies"
 
 
 @pytest.mark.parametrize(

@@ -8,9 +8,9 @@ from pathlib import Path
 
 import pytest
 
-from config import ConfigError, load_settings
+from weixin.config import ConfigError, load_settings
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 AES_KEY = "abcdefghijklmnopqrstuvwxyz0123456789ABCDEFG"
 
 

@@ -8,7 +8,7 @@ import struct
 import pytest
 
 from utils import make_signature
-from wechat_crypto import (
+from weixin.crypto import (
     AppIdMismatch,
     DecryptError,
     aes_key_from_encoding_key,

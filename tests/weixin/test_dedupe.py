@@ -11,9 +11,9 @@ import time
 import redis
 import wechatpy
 
-from dedupe import NOTHING, PENDING, Outcome, RequestFingerprint, RetryCache, fail_fast_client, message_key
-from processes import free_port
+from devstack.processes import free_port
 from tests.wechat_requests import fixture
+from weixin.dedupe import NOTHING, PENDING, Outcome, RequestFingerprint, RetryCache, fail_fast_client, message_key
 
 
 def parsed(name: str, **replace: str):
@@ -167,7 +167,7 @@ def test_a_retry_waits_while_the_handling_process_is_alive_or_elsewhere(redis_cl
 
 
 def test_while_redis_is_down_claims_and_replies_live_in_the_local_stand_in() -> None:
-    from local_dedupe import MemoryClaims
+    from weixin.local_dedupe import MemoryClaims
 
     cache = RetryCache(fail_fast_client(f"redis://127.0.0.1:{free_port()}/0"), fallback=MemoryClaims())
     first = cache.claim_with_reply("wechat:msg:a:id:1", "<xml>reply</xml>")
@@ -183,7 +183,7 @@ def test_while_redis_is_down_claims_and_replies_live_in_the_local_stand_in() -> 
 
 
 def test_the_memory_stand_in_is_bounded_and_expires() -> None:
-    from local_dedupe import MemoryClaims
+    from weixin.local_dedupe import MemoryClaims
 
     claims = MemoryClaims(max_items=3)
     for number in range(5):

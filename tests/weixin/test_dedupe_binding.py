@@ -8,7 +8,6 @@ from __future__ import annotations
 import pytest
 import wechatpy
 
-from dedupe import message_key
 from slow_replies.jobs import job_id_for
 from tests.conftest import TEST_AES_KEY, TEST_APPID, TEST_TOKEN
 from tests.wechat_requests import (
@@ -19,6 +18,7 @@ from tests.wechat_requests import (
     prepare,
     reply_fields,
 )
+from weixin.dedupe import message_key
 
 VICTIM = "oVictim000000000000000000001"
 OTHER = "oOther0000000000000000000002"

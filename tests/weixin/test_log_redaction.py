@@ -7,7 +7,7 @@ import json
 import logging
 import sys
 
-from logs import SecretRedactor
+from weixin.logs import SecretRedactor
 
 
 def redacted(message: str, *args: object, known: tuple[str, ...] = ()) -> str:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 import os
 
-from logs import WRITE_BYTES, BatchingHandler, _chunks
+from weixin.logs import WRITE_BYTES, BatchingHandler, _chunks
 
 
 def test_lines_are_grouped_into_writes_that_end_on_a_line() -> None:
@@ -41,7 +41,7 @@ def test_every_buffered_line_reaches_the_file_descriptor() -> None:
 
 
 def test_request_lines_look_like_the_other_log_lines_and_respect_the_level() -> None:
-    from logs import request_lines
+    from weixin.logs import request_lines
 
     read_end, write_end = os.pipe()
     handler = BatchingHandler(fd=write_end, interval=60)

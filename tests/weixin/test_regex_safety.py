@@ -21,12 +21,12 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import handle
-from books import parse_isbn
-from replies import RulesError, load_rules, parse_rules
+from handlers.books import parse_isbn
 from tests.wechat_requests import fixture
 from utils import xml_fields
+from weixin.replies import RulesError, load_rules, parse_rules
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 
 # The bound for routing one text in process.
 ROUTING_BOUND_SECONDS = 0.050

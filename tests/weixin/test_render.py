@@ -6,9 +6,9 @@ import pytest
 import wechatpy
 import xmltodict
 
-from render import HandlerResultError, render_reply, reply_from_value
-from replies import parse_rules
 from tests.wechat_requests import fixture
+from weixin.render import HandlerResultError, render_reply, reply_from_value
+from weixin.replies import parse_rules
 
 
 def text_message(content: str):

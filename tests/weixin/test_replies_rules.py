@@ -15,7 +15,7 @@ import handlers.books
 from tests.wechat_requests import fixture
 from weixin.replies import ReplyBook, RulesError, handler_path, load_rules, parse_rules
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def rules(text: str):

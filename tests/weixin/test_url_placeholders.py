@@ -6,10 +6,10 @@ import pytest
 import wechatpy
 import xmltodict
 
-from render import render_reply
-from replies import parse_rules
 from tests.conftest import TEST_AES_KEY, TEST_APPID, TEST_TOKEN
 from tests.wechat_requests import FIXTURES, fixture, open_encrypted_reply, post, reply_fields, with_fresh_ids
+from weixin.render import render_reply
+from weixin.replies import parse_rules
 
 HOSTILE = "a&b=c d#x"
 HOSTILE_QUOTED = "a%26b%3Dc%20d%23x"

@@ -12,7 +12,7 @@ from urllib.parse import urljoin
 import pytest
 import requests
 
-from processes import AppServer, RedisServer, free_port
+from devstack.processes import AppServer, RedisServer, free_port
 from sandbox.platform import Clock, FakeWeChat
 from sandbox.server import SandboxServer
 from tests.conftest import TEST_AES_KEY, TEST_APPID, TEST_TOKEN

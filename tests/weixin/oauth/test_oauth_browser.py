@@ -19,13 +19,13 @@ from selenium.webdriver.common.by import By
 from selenium.webdriver.support import expected_conditions
 from selenium.webdriver.support.ui import WebDriverWait
 
-from processes import NginxServer, RedisServer, UwsgiServer, find_program, free_port
+from devstack.processes import NginxServer, RedisServer, UwsgiServer, find_program, free_port
 from sandbox.platform import DEFAULT_FOLLOWER_OPENID, Clock, FakeWeChat
 from sandbox.server import SandboxServer
 from tests.conftest import TEST_APPID
-from tests.oauth.conftest import APP_SECRET, oauth_env
+from tests.weixin.oauth.conftest import APP_SECRET, oauth_env
 
-ROOT = Path(__file__).resolve().parents[2]
+ROOT = Path(__file__).resolve().parents[3]
 NICKNAME = "小程同学"
 WINDOW = (390, 844)  # an iPhone 12-15 sized viewport, CSS pixels
 AVATAR_SVG = """<svg xmlns="http://www.w3.org/2000/svg" width="132" height="132" viewBox="0 0 132 132">

@@ -8,11 +8,11 @@ from urllib.parse import parse_qs, quote, urlsplit
 import redis
 import requests
 
-from oauth.replies import NOT_CONFIGURED
 from sandbox.platform import DEFAULT_FOLLOWER_NICKNAME, DEFAULT_FOLLOWER_OPENID
 from tests.conftest import TEST_APPID, TEST_TOKEN
-from tests.oauth.conftest import APP_SECRET, Visit, log_contains
 from tests.wechat_requests import fixture, post, reply_fields, with_fresh_ids
+from tests.weixin.oauth.conftest import APP_SECRET, Visit, log_contains
+from weixin.oauth.replies import NOT_CONFIGURED
 
 TRACEBACK_MARKERS = ("Traceback", "Error:", "Exception", 'File "', "internal server error")
 EXCHANGE = "/sns/oauth2/access_token"

@@ -9,18 +9,25 @@ from urllib.parse import unquote
 import pytest
 from wechatpy.oauth import WeChatOAuth
 
-from config import ConfigError, load_settings
-from oauth.authorize import (
+from weixin.config import ConfigError, load_settings
+from weixin.oauth.authorize import (
     authorize_url,
     callback_url,
     new_state,
     scope_for,
     states_match,
 )
-from oauth.profile import WITHHELD, avatar_url, profile_view
-from oauth.replies import profile_link_articles
-from oauth.sessions import CookieSigner, Session, SessionStore, cookie_header, derive_session_secret, signing_secret
-from oauth.sns_client import Grant
+from weixin.oauth.profile import WITHHELD, avatar_url, profile_view
+from weixin.oauth.replies import profile_link_articles
+from weixin.oauth.sessions import (
+    CookieSigner,
+    Session,
+    SessionStore,
+    cookie_header,
+    derive_session_secret,
+    signing_secret,
+)
+from weixin.oauth.sns_client import Grant
 
 OPEN = "https://open.weixin.qq.com"
 # wechatpy's tests/test_oauth.py expectation (protocol.md §7).

@@ -1,0 +1,1 @@
+"""Tests of weixin/, the production package."""
