@@ -94,6 +94,26 @@ def start_daemon_thread() -> Iterator[Callable[..., TokenDaemon]]:
 
 
 @dataclass
+class DaemonProcesses:
+    """What a test of daemon processes works with: one Redis (server and client) and `start(env, name)`, which
+    runs `python -m token_service run` with the variables of env(sandbox, **extra)."""
+
+    redis_server: RedisServer
+    redis: redis.Redis
+    start: Callable[..., ManagedProcess]
+
+    def env(self, sandbox: SandboxServer, **extra: str) -> dict[str, str]:
+        return daemon_env(sandbox, self.redis_server, **extra)
+
+
+@pytest.fixture()
+def daemon_processes(
+    redis_server: RedisServer, redis_client: redis.Redis, start_daemon_process: Callable[..., ManagedProcess]
+) -> DaemonProcesses:
+    return DaemonProcesses(redis_server, redis_client, start_daemon_process)
+
+
+@dataclass
 class ThreadDaemons:
     """What a test of daemons in threads works with: one Redis (server and client), a way to start daemons
     against a sandbox, and the lines they log (INFO and up are captured)."""

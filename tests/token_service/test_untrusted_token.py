@@ -24,6 +24,12 @@ PLANTED = "PLANTED-TOKEN-0123456789abcdef"
 LONG = {"token_lifetime": 600.0, "overlap": 60.0}
 
 
+@pytest.fixture()
+def sandbox(make_sandbox: Callable[..., SandboxServer]) -> SandboxServer:
+    """This module's fake WeChat: long lifetimes (LONG)."""
+    return make_sandbox(**LONG)
+
+
 def long_cycle_env(sandbox: SandboxServer, redis_server: RedisServer) -> dict[str, str]:
     return daemon_env(sandbox, redis_server, TOKEN_OVERLAP_SECONDS="60", TOKEN_EXPIRY_MARGIN_SECONDS="10",
                       TOKEN_JSAPI_TICKET="0")
@@ -59,10 +65,9 @@ def forged_meta(appid: str, value: str) -> dict[str, str]:
 @pytest.mark.parametrize("with_forged_meta", [False, True], ids=["set-by-hand", "forged-meta"])
 def test_warm_start_does_not_adopt_a_token_without_the_daemons_metadata(
     with_forged_meta: bool,
-    make_sandbox: Callable[..., SandboxServer],
+    sandbox: SandboxServer,
     daemons: ThreadDaemons,
 ) -> None:
-    sandbox = make_sandbox(**LONG)
     appid = sandbox.platform.appid
     daemons.redis.set(key(appid), PLANTED, ex=7000)  # e.g. `redis-cli SET wechat:access_token:A x EX 7000`
     if with_forged_meta:
@@ -82,10 +87,9 @@ def test_warm_start_does_not_adopt_a_token_without_the_daemons_metadata(
 @pytest.mark.parametrize("with_forged_meta", [False, True], ids=["set-by-hand", "forged-meta"])
 def test_a_token_planted_while_the_daemon_runs_is_replaced_by_its_own(
     with_forged_meta: bool,
-    make_sandbox: Callable[..., SandboxServer],
+    sandbox: SandboxServer,
     daemons: ThreadDaemons,
 ) -> None:
-    sandbox = make_sandbox(**LONG)
     appid = sandbox.platform.appid
     daemons.start(long_cycle_env(sandbox, daemons.redis_server))
     token = wait_until(own_token(daemons.redis, appid), timeout=5)
@@ -105,10 +109,9 @@ def test_a_token_planted_while_the_daemon_runs_is_replaced_by_its_own(
 
 
 def test_a_planted_token_is_removed_when_wechat_gives_the_daemon_nothing_instead(
-    make_sandbox: Callable[..., SandboxServer],
+    sandbox: SandboxServer,
     daemons: ThreadDaemons,
 ) -> None:
-    sandbox = make_sandbox(**LONG)
     appid = sandbox.platform.appid
     sandbox.platform.inject_error(STABLE, 40164, count=100)  # e.g. this host left the IP whitelist
     daemons.redis.set(key(appid), PLANTED, ex=7000)
