@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import pytest
 
-from weixin.config import ConfigError, Settings, load_settings
+from token_service.settings import TOKEN_SETTINGS
+from weixin.config import SETTINGS, ConfigError, Settings, load_settings
 
 ROOT = Path(__file__).resolve().parents[2]
 NO_DOTENV = Path("/nonexistent/.env")
@@ -128,3 +130,24 @@ def test_each_error_is_one_exact_line(env: dict[str, str], message: str) -> None
     with pytest.raises(ConfigError) as error:
         settings(**env)
     assert str(error.value) == message
+
+
+def documented_variables(readme: Path) -> set[str]:
+    """The `VARIABLE` names in the first column of a markdown file's tables."""
+    names: set[str] = set()
+    for line in readme.read_text(encoding="utf-8").splitlines():
+        if line.startswith("|") or line.lstrip().startswith("| `"):
+            first_cell = line.strip().split("|")[1]
+            names.update(re.findall(r"`([A-Z][A-Z0-9_]*)`", first_cell))
+    return names
+
+
+def test_the_readmes_list_exactly_the_variables_of_the_tables() -> None:
+    web = {setting.env for setting in SETTINGS}
+    token = {setting.env for setting in TOKEN_SETTINGS}
+    in_readme = documented_variables(ROOT / "README.md")
+    in_token_readme = documented_variables(ROOT / "token_service/README.md")
+    assert web - in_readme == set(), "add these to README.md's configuration tables"
+    assert token - in_token_readme == set(), "add these to token_service/README.md's configuration table"
+    assert in_readme - web == set(), "README.md documents variables that weixin/config.py does not read"
+    assert in_token_readme - web - token == set(), "token_service/README.md documents variables nobody reads"
