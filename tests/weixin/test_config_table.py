@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 
 from token_service.settings import TOKEN_SETTINGS
+from weixin import dedupe
 from weixin.config import SETTINGS, ConfigError, Settings, load_settings
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -42,6 +43,7 @@ def test_every_default() -> None:
     }
     assert type(loaded.timestamp_window) is int and type(loaded.max_body_bytes) is int
     assert type(loaded.reply_deadline) is float
+    assert loaded.timestamp_window == dedupe.DEFAULT_TIMESTAMP_WINDOW  # dedupe bounds a window of 0 with it
 
 
 def test_values_are_read_as_documented(tmp_path: Path) -> None:
