@@ -10,14 +10,14 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from weixin import config
-from weixin.config import ConfigError, Parser, Setting, boolean, choice, number, read_table
+from weixin.config import ConfigError, Parser, Variable, boolean, choice, number, read_table
 
 TOKEN_SOURCES = ("stable", "classic")
 
 
 @dataclass(frozen=True)
 class TokenSettings:
-    """The token service's settings: TOKEN_SETTINGS below gives each one's variable and default."""
+    """The token service's settings: TOKEN_VARIABLES below gives each one's variable and default."""
 
     appid: str
     appsecret: str
@@ -54,21 +54,21 @@ def seconds(minimum: float, *, optional: bool = False) -> Parser:
 
 # The TOKEN_* variables; a blank one is unset (its default), except TOKEN_JSAPI_TICKET, where blank is off.
 # The shared ones (WECHAT_APPID, REDIS_URL...) come from weixin/config.py's table.
-TOKEN_SETTINGS = (
-    Setting("TOKEN_SOURCE", "source", choice(
+TOKEN_VARIABLES = (
+    Variable("TOKEN_SOURCE", "source", choice(
         TOKEN_SOURCES, "must be stable or classic, got {value!r}", fold=str.lower), "stable", blank_is_default=True),
-    Setting("TOKEN_OVERLAP_SECONDS", "overlap", seconds(1.0), "300", blank_is_default=True),
+    Variable("TOKEN_OVERLAP_SECONDS", "overlap", seconds(1.0), "300", blank_is_default=True),
     # Blank: min(60, overlap / 5), in load_token_settings.
-    Setting("TOKEN_EXPIRY_MARGIN_SECONDS", "expiry_margin", seconds(0.05, optional=True)),
-    Setting("TOKEN_LOCK_LEASE_SECONDS", "lock_lease", seconds(0.3), "30", blank_is_default=True),
-    Setting("TOKEN_HTTP_TIMEOUT_SECONDS", "http_timeout", seconds(0.1), "5", blank_is_default=True),
-    Setting("TOKEN_BACKOFF_SECONDS", "backoff_base", seconds(0.01), "2", blank_is_default=True),
-    Setting("TOKEN_BACKOFF_CAP_SECONDS", "backoff_cap", seconds(0.01), "60", blank_is_default=True),
+    Variable("TOKEN_EXPIRY_MARGIN_SECONDS", "expiry_margin", seconds(0.05, optional=True)),
+    Variable("TOKEN_LOCK_LEASE_SECONDS", "lock_lease", seconds(0.3), "30", blank_is_default=True),
+    Variable("TOKEN_HTTP_TIMEOUT_SECONDS", "http_timeout", seconds(0.1), "5", blank_is_default=True),
+    Variable("TOKEN_BACKOFF_SECONDS", "backoff_base", seconds(0.01), "2", blank_is_default=True),
+    Variable("TOKEN_BACKOFF_CAP_SECONDS", "backoff_cap", seconds(0.01), "60", blank_is_default=True),
     # A count, read as a float and truncated, as it always was.
-    Setting("TOKEN_FORCE_DAILY_LIMIT", "force_daily_limit", number(float, 0), "20", blank_is_default=True),
-    Setting("TOKEN_FORCE_SPACING_SECONDS", "force_spacing", seconds(0.0), "30", blank_is_default=True),
-    Setting("TOKEN_STOP_PAUSE_SECONDS", "stop_pause", seconds(0.01, optional=True)),
-    Setting("TOKEN_JSAPI_TICKET", "jsapi_ticket", boolean, "1"),
+    Variable("TOKEN_FORCE_DAILY_LIMIT", "force_daily_limit", number(float, 0), "20", blank_is_default=True),
+    Variable("TOKEN_FORCE_SPACING_SECONDS", "force_spacing", seconds(0.0), "30", blank_is_default=True),
+    Variable("TOKEN_STOP_PAUSE_SECONDS", "stop_pause", seconds(0.01, optional=True)),
+    Variable("TOKEN_JSAPI_TICKET", "jsapi_ticket", boolean, "1"),
 )
 
 
@@ -80,7 +80,7 @@ def load_token_settings(
     base = config.load_settings(merged, dotenv_path, require_token=False)
     if not base.appid:
         raise ConfigError("WECHAT_APPID is required by the token service (it looks like wx0123456789abcdef)")
-    values = read_table(TOKEN_SETTINGS, merged)
+    values = read_table(TOKEN_VARIABLES, merged)
     if values["expiry_margin"] is None:
         values["expiry_margin"] = min(60.0, values["overlap"] / 5)
     if values["expiry_margin"] >= values["overlap"] / 2:

@@ -1,7 +1,7 @@
 """Read and validate the configuration (environment variables, optional `.env`) in one place.
 
 `load_settings()` is called once at start-up; a missing or malformed value raises `ConfigError`
-with one line that names the variable and says what is expected. Each variable is a row of SETTINGS
+with one line that names the variable and says what is expected. Each variable is a row of VARIABLES
 (variable, field, parser with its rule, default); token_service/settings.py reads its own table with
 the same parsers.
 """
@@ -25,7 +25,7 @@ class ConfigError(Exception):
 
 @dataclass(frozen=True)
 class Settings:
-    """The web process's settings; SETTINGS below says where each comes from and its default."""
+    """The web process's settings; VARIABLES below says where each comes from and its default."""
 
     token: str
     appid: str
@@ -86,26 +86,26 @@ Parser = Callable[[str, str], Any]  # (variable name, its stripped text) -> valu
 
 
 @dataclass(frozen=True)
-class Setting:
+class Variable:
     """One environment variable: the field it fills, the parser that reads and checks its text, and the text
     it has when unset. With `blank_is_default`, a variable set to blank counts as unset (token_service's);
     otherwise the parser sees the blank text, and a required value refuses it."""
 
-    env: str
+    name: str
     field: str
     parse: Parser
     default: str = ""
     blank_is_default: bool = False
 
 
-def read_table(table: Iterable[Setting], env: Mapping[str, str]) -> dict[str, Any]:
-    """Each setting's field and value, in table order: the first malformed value raises its ConfigError."""
+def read_table(table: Iterable[Variable], env: Mapping[str, str]) -> dict[str, Any]:
+    """Each variable's field and value, in table order: the first malformed value raises its ConfigError."""
     values: dict[str, Any] = {}
-    for setting in table:
-        text = env.get(setting.env, setting.default).strip()
-        if not text and setting.blank_is_default:
-            text = setting.default
-        values[setting.field] = setting.parse(setting.env, text)
+    for variable in table:
+        text = env.get(variable.name, variable.default).strip()
+        if not text and variable.blank_is_default:
+            text = variable.default
+        values[variable.field] = variable.parse(variable.name, text)
     return values
 
 
@@ -195,37 +195,37 @@ HTTP = ("http", "https")
 
 # Every variable of the web process, in the order they are checked; the rules that tie two variables
 # together follow in load_settings. README.md's configuration tables list the same variables (a test checks).
-SETTINGS = (
-    Setting("WECHAT_TOKEN", "token", pattern(
+VARIABLES = (
+    Variable("WECHAT_TOKEN", "token", pattern(
         "[A-Za-z0-9]{3,32}", "must be 3-32 letters or digits, as the WeChat console requires")),
-    Setting("WECHAT_APPID", "appid", pattern(
+    Variable("WECHAT_APPID", "appid", pattern(
         "[A-Za-z0-9_-]{1,64}", "must be letters, digits, '_' or '-' (it looks like wx0123456789abcdef)")),
-    Setting("WECHAT_APPSECRET", "appsecret", plain_text),
-    Setting("WECHAT_ENCODING_AES_KEY", "encoding_aes_key", pattern(
+    Variable("WECHAT_APPSECRET", "appsecret", plain_text),
+    Variable("WECHAT_ENCODING_AES_KEY", "encoding_aes_key", pattern(
         "[A-Za-z0-9]{43}", "must be exactly 43 letters or digits, got {length} characters")),
-    Setting("WECHAT_REQUIRE_ENCRYPTION", "require_encryption", boolean, "0"),
-    Setting("REDIS_URL", "redis_url", url(
+    Variable("WECHAT_REQUIRE_ENCRYPTION", "require_encryption", boolean, "0"),
+    Variable("REDIS_URL", "redis_url", url(
         ("redis", "rediss", "unix"), "must start with redis://, rediss:// or unix://", base=False),
         "redis://127.0.0.1:6379/0"),
-    Setting("WECHAT_API_BASE", "api_base", url(
+    Variable("WECHAT_API_BASE", "api_base", url(
         HTTP, "must be an http(s) URL such as https://api.weixin.qq.com"), "https://api.weixin.qq.com"),
-    Setting("PUBLIC_BASE_URL", "public_base_url", url(
+    Variable("PUBLIC_BASE_URL", "public_base_url", url(
         HTTP, "must start with http:// or https:// (e.g. https://example.com)", optional=True,
         plain="must be a plain base URL, without spaces, '?' or '#'")),
-    Setting("WECHAT_OPEN_BASE", "open_base", url(
+    Variable("WECHAT_OPEN_BASE", "open_base", url(
         HTTP, "must start with http:// or https:// (e.g. https://open.weixin.qq.com)"), "https://open.weixin.qq.com"),
-    Setting("SESSION_SECRET", "session_secret", pattern(
+    Variable("SESSION_SECRET", "session_secret", pattern(
         "(?s).{16,}", "must be at least 16 characters (or leave it unset to derive one)")),
-    Setting("HEALTH_TOKEN", "health_token", pattern(
+    Variable("HEALTH_TOKEN", "health_token", pattern(
         "[A-Za-z0-9_-]{16,128}", "must be 16-128 letters, digits, '_' or '-' (e.g. from `openssl rand -hex 16`)")),
-    Setting("BOOKS_API_BASE", "books_api_base", url(
+    Variable("BOOKS_API_BASE", "books_api_base", url(
         HTTP, "must be an http(s) URL such as https://openlibrary.org"), "https://openlibrary.org"),
-    Setting("REPLY_DEADLINE", "reply_deadline", number(float, 0.1), "3.5"),  # at most 3.9: load_settings
-    Setting("REPLIES_FILE", "replies_file", project_path, "replies.yaml"),
-    Setting("WECHAT_TIMESTAMP_WINDOW", "timestamp_window", number(int, 0), "300"),
-    Setting("WECHAT_INSECURE_NO_TIMESTAMP_WINDOW", "insecure_no_timestamp_window", boolean, "0"),
-    Setting("MAX_BODY_BYTES", "max_body_bytes", number(int, 1024), "65536"),
-    Setting("LOG_LEVEL", "log_level", choice(
+    Variable("REPLY_DEADLINE", "reply_deadline", number(float, 0.1), "3.5"),  # at most 3.9: load_settings
+    Variable("REPLIES_FILE", "replies_file", project_path, "replies.yaml"),
+    Variable("WECHAT_TIMESTAMP_WINDOW", "timestamp_window", number(int, 0), "300"),
+    Variable("WECHAT_INSECURE_NO_TIMESTAMP_WINDOW", "insecure_no_timestamp_window", boolean, "0"),
+    Variable("MAX_BODY_BYTES", "max_body_bytes", number(int, 1024), "65536"),
+    Variable("LOG_LEVEL", "log_level", choice(
         ("DEBUG", "INFO", "WARNING", "ERROR"), "must be DEBUG, INFO, WARNING or ERROR"), "INFO"),
 )
 
@@ -257,7 +257,7 @@ def load_settings(
 ) -> Settings:
     """Settings from the environment and `.env`. `require_token=False` is for processes that never see a
     WeChat push (token_service): they need no WECHAT_TOKEN."""
-    values = read_table(SETTINGS, merged_environment(environ, dotenv_path))
+    values = read_table(VARIABLES, merged_environment(environ, dotenv_path))
     no_timestamp_window = values.pop("insecure_no_timestamp_window")
     settings = Settings(**values)
     if require_token and not settings.token:

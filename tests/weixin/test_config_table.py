@@ -7,9 +7,9 @@ from pathlib import Path
 
 import pytest
 
-from token_service.settings import TOKEN_SETTINGS
+from token_service.settings import TOKEN_VARIABLES
 from weixin import dedupe
-from weixin.config import SETTINGS, ConfigError, Settings, load_settings
+from weixin.config import VARIABLES, ConfigError, Settings, load_settings
 
 ROOT = Path(__file__).resolve().parents[2]
 NO_DOTENV = Path("/nonexistent/.env")
@@ -145,8 +145,8 @@ def documented_variables(readme: Path) -> set[str]:
 
 
 def test_the_readmes_list_exactly_the_variables_of_the_tables() -> None:
-    web = {setting.env for setting in SETTINGS}
-    token = {setting.env for setting in TOKEN_SETTINGS}
+    web = {variable.name for variable in VARIABLES}
+    token = {variable.name for variable in TOKEN_VARIABLES}
     in_readme = documented_variables(ROOT / "README.md")
     in_token_readme = documented_variables(ROOT / "token_service/README.md")
     assert web - in_readme == set(), "add these to README.md's configuration tables"
