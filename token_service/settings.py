@@ -49,6 +49,7 @@ class TokenSettings:
 
 
 def seconds(minimum: float, *, optional: bool = False) -> Parser:
+    """A duration in seconds (a float), at least `minimum`."""
     return number(float, minimum, what="a number of seconds", optional=optional)
 
 
