@@ -98,8 +98,9 @@ def handlers_at_start(replies_file: Path) -> frozenset[str]:
 
 def handler_allowed(handler: str, replies_file: Path) -> bool:
     """True if a background rule names `handler`, in the file as loaded at start or as it is now (a rule
-    added since the worker started; reading the file again costs about a millisecond once its handlers
-    are imported). A handler under its old name (`books:lookup`) is the one under its new name."""
+    added since the worker started; only a handler missing at start pays for reading the file again, and
+    its handlers are imported by then). A handler under its old name (`books:lookup`) is the one under
+    its new name."""
     handler = current_handler_name(handler)
     if handler in handlers_at_start(replies_file):
         return True
