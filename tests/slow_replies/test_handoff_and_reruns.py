@@ -17,7 +17,7 @@ from devstack.processes import free_port
 from sandbox.platform import DEFAULT_SECRET, FakeWeChat
 from sandbox.server import SandboxServer
 from slow_replies import perform
-from slow_replies.answer import answer_or_defer
+from slow_replies.answer import BackgroundReplies, answer_or_defer
 from slow_replies.delivery import CustomMessageSender
 from slow_replies.handoff import HandOff, job_key
 from slow_replies.jobs import JobSpec, make_queue
@@ -110,15 +110,15 @@ def test_a_result_of_nothing_is_never_sent(redis_client: redis.Redis) -> None:
 
 
 def test_the_same_message_delivered_twice_queues_one_job_and_no_worker_is_reported(
-    redis_client: redis.Redis, redis_server, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+    redis_client: redis.Redis, redis_server, caplog: pytest.LogCaptureFixture
 ) -> None:
-    monkeypatch.setattr("slow_replies.answer._next_worker_check", 0.0)
     settings = load_settings({"WECHAT_TOKEN": "abcdef", "REDIS_URL": redis_server.url, "REPLY_DEADLINE": "0.2"},
                              Path("/dev/null"))
+    background = BackgroundReplies(settings)
     message = types.SimpleNamespace(_data={"FromUserName": OPENID, "Content": "x", "MsgId": "7"})
     for _ in range(2):
         record = types.SimpleNamespace(rule="test-rule", reply="-")
-        xml = answer_or_defer(Reply("handler", count_runs, background=True), message, "wechat:msg:A:id:7", settings,
+        xml = answer_or_defer(Reply("handler", count_runs, background=True), message, "wechat:msg:A:id:7", background,
                               time.perf_counter() + settings.reply_deadline, record)
         assert xml is None and record.reply in ("deferred", "background-abandoned")
     assert len(make_queue(redis_client)) == 1
