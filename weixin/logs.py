@@ -54,6 +54,27 @@ _URL_CREDENTIALS = re.compile(r"://[^/\s@]+@")
 MIN_KNOWN_SECRET_LENGTH = 8
 
 
+class RateLimit:
+    """True at most once per `interval` seconds, for a warning that could repeat on every request (one per
+    App: weixin/app.py)."""
+
+    def __init__(self, interval: float) -> None:
+        self.interval = interval
+        self._next = float("-inf")
+        self._lock = threading.Lock()
+
+    def allow(self, now: float | None = None) -> bool:
+        if now is None:
+            now = time.monotonic()
+        if now < self._next:  # the common case, without the lock
+            return False
+        with self._lock:
+            if now < self._next:
+                return False
+            self._next = now + self.interval
+            return True
+
+
 def configured_secrets(settings: object) -> list[str]:
     """The secrets a settings object (config.Settings, token_service's TokenSettings) holds."""
     values = [str(getattr(settings, name, "") or "") for name in
