@@ -22,7 +22,8 @@ import redis
 from redis.backoff import NoBackoff
 from redis.retry import Retry
 
-# The request path: connecting takes microseconds on loopback; a quarter second means Redis is not there.
+# The request path: a local Redis accepts a connection at once; one still pending after a quarter
+# second means Redis is not there.
 REQUEST_CONNECT_SECONDS = 0.25
 REQUEST_SECONDS = 0.5
 # A connection idle this long is pinged before use, so one left broken by a Redis restart fails early.
