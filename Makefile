@@ -20,10 +20,12 @@ run: $(STAMP)
 
 test: $(STAMP)
 	$(BIN)/ruff check .
+	$(BIN)/python scripts/lint_imports.py
 	$(BIN)/python -m pytest
 
 lint: $(STAMP)
 	$(BIN)/ruff check .
+	$(BIN)/python scripts/lint_imports.py
 
 bench: $(STAMP)
 	$(BIN)/pip install --quiet -r requirements-bench.txt

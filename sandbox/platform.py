@@ -569,15 +569,22 @@ class FakeWeChat:
         if errcode is not None:
             raise _Reject(errcode)
 
-    def _check_app_credentials(self, appid: Any, secret: Any, client_ip: str) -> None:
+    def _check_appid(self, appid: Any) -> None:
         if not appid:
             raise _Reject(41002)
         if appid != self.appid:
             raise _Reject(40013)
+
+    def _check_secret(self, secret: Any) -> None:
         if not secret:
             raise _Reject(41004)
         if not isinstance(secret, str) or not hmac.compare_digest(secret.encode(), self._secret.encode()):
             raise _Reject(40125)
+
+    def _check_app_credentials(self, appid: Any, secret: Any, client_ip: str) -> None:
+        """The token endpoints' checks, in WeChat's order: appid, secret, then the IP allowlist."""
+        self._check_appid(appid)
+        self._check_secret(secret)
         if not self._whitelisted:
             raise _Reject(40164, f"invalid ip {client_ip} ipv6 ::ffff:{client_ip}, not in whitelist")
 
@@ -893,15 +900,8 @@ class FakeWeChat:
         return self._authorize_error_page(_Reject(40097))
 
     def _api_oauth_access_token(self, query: dict[str, str], body: bytes, client_ip: str) -> Response:
-        appid, secret = query.get("appid"), query.get("secret")
-        if not appid:
-            raise _Reject(41002)
-        if appid != self.appid:
-            raise _Reject(40013)
-        if not secret:
-            raise _Reject(41004)
-        if not hmac.compare_digest(secret.encode(), self._secret.encode()):
-            raise _Reject(40125)
+        self._check_appid(query.get("appid"))
+        self._check_secret(query.get("secret"))
         if query.get("grant_type") != "authorization_code":
             raise _Reject(40002)
         code = query.get("code")
@@ -919,11 +919,7 @@ class FakeWeChat:
         return self._oauth_grant(record.openid, record.scope, None, now)
 
     def _api_oauth_refresh_token(self, query: dict[str, str], body: bytes, client_ip: str) -> Response:
-        appid = query.get("appid")
-        if not appid:
-            raise _Reject(41002)
-        if appid != self.appid:
-            raise _Reject(40013)
+        self._check_appid(query.get("appid"))
         if query.get("grant_type") != "refresh_token":
             raise _Reject(40002)
         refresh_token = query.get("refresh_token")

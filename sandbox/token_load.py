@@ -6,12 +6,12 @@ from __future__ import annotations
 
 import collections
 import os
-import threading
 from pathlib import Path
 
 import redis
 import requests
 
+from sandbox.load_threads import LoadThreads
 from sandbox.platform import DEFAULT_SECRET
 from sandbox.server import SandboxServer
 from token_service.consumer import TokenUnavailable, get_access_token
@@ -49,18 +49,16 @@ def daemon_environment(settings: dict[str, str]) -> dict[str, str]:
     return environment
 
 
-class TokenConsumers:
+class TokenConsumers(LoadThreads):
     """Threads that each read the token (one Redis GET) and call getcallbackip with it, in a loop, counting
     the errcodes; a context manager that starts them and stops them."""
 
     def __init__(self, client: redis.Redis, sandbox: SandboxServer, count: int, pause: float = 0.03) -> None:
+        super().__init__(count, name="consumer")
         self.client, self.sandbox, self.pause = client, sandbox, pause
-        self.stop = threading.Event()
         self.errcodes: collections.Counter[int] = collections.Counter()
         self.failures = 0  # requests that raised (timeouts, refused connections)
         self.unavailable_after_first = 0  # reads that found no token after one had been seen
-        self.lock = threading.Lock()
-        self.threads = [threading.Thread(target=self._run, name=f"consumer-{n}", daemon=True) for n in range(count)]
 
     def _run(self) -> None:
         session = requests.Session()
@@ -85,13 +83,3 @@ class TokenConsumers:
                 with self.lock:
                     self.failures += 1
             self.stop.wait(self.pause)
-
-    def __enter__(self) -> TokenConsumers:
-        for thread in self.threads:
-            thread.start()
-        return self
-
-    def __exit__(self, *exc_info: object) -> None:
-        self.stop.set()
-        for thread in self.threads:
-            thread.join(10)

@@ -12,30 +12,24 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from wechatpy.exceptions import WeChatClientException
+from api_call import run_api_call  # scripts/ is on sys.path: it holds the script
 
-from token_service.consumer import TokenServiceClient, TokenUnavailable
-from weixin.config import ConfigError
+from token_service.consumer import TokenServiceClient
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--count", action="store_true", help="print the number of followers only")
     args = parser.parse_args(argv)
-    try:
-        client = TokenServiceClient()
+
+    def list_followers(client: TokenServiceClient) -> None:
         if args.count:
             print(client.user.get_followers().get("total", 0))
         else:
             for openid in client.user.iter_followers():
                 print(openid)
-    except (ConfigError, TokenUnavailable) as error:
-        print(f"error: {error}", file=sys.stderr)
-        return 1
-    except WeChatClientException as error:
-        print(f"error: WeChat answered errcode {error.errcode}: {error.errmsg}", file=sys.stderr)
-        return 1
-    return 0
+
+    return run_api_call(list_followers)
 
 
 if __name__ == "__main__":

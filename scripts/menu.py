@@ -14,10 +14,9 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 import yaml
-from wechatpy.exceptions import WeChatClientException
+from api_call import run_api_call  # scripts/ is on sys.path: it holds the script
 
-from token_service.consumer import TokenServiceClient, TokenUnavailable
-from weixin.config import ConfigError
+from token_service.consumer import TokenServiceClient
 
 
 def load_menu(path: Path) -> dict:
@@ -36,20 +35,15 @@ def main(argv: list[str] | None = None) -> int:
     create.add_argument("file", type=Path)
     commands.add_parser("get", help="print the current menu as JSON")
     args = parser.parse_args(argv)
-    try:
-        client = TokenServiceClient()
+
+    def create_or_show(client: TokenServiceClient) -> None:
         if args.command == "create":
             client.menu.create(load_menu(args.file))
             print(f"menu created from {args.file}")
         else:
             print(json.dumps(client.menu.get(), ensure_ascii=False, indent=2))
-    except (ConfigError, TokenUnavailable, ValueError, OSError) as error:
-        print(f"error: {error}", file=sys.stderr)
-        return 1
-    except WeChatClientException as error:
-        print(f"error: WeChat answered errcode {error.errcode}: {error.errmsg}", file=sys.stderr)
-        return 1
-    return 0
+
+    return run_api_call(create_or_show, expected=(ValueError, OSError))
 
 
 if __name__ == "__main__":

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import collections
 import signal
-import threading
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -16,6 +15,7 @@ import redis
 import requests
 
 from devstack.processes import AppServer, ManagedProcess, RedisServer
+from sandbox.load_threads import LoadThreads
 from sandbox.platform import FakeWeChat
 from sandbox.server import SandboxServer
 from tests.conftest import TEST_AES_KEY, TEST_APPID, TEST_TOKEN
@@ -72,15 +72,13 @@ def token_key(wechat: SandboxServer) -> str:
 # --- the message server and Redis -----------------------------------------------------------------
 
 
-class Load:
+class Load(LoadThreads):
     """Threads posting fresh text messages to the app as WeChat would; every answer is recorded."""
 
     def __init__(self, url: str, threads: int = 4) -> None:
+        super().__init__(threads, name="poster")
         self.url = url
-        self.stop = threading.Event()
         self.outcomes: collections.Counter[str] = collections.Counter()
-        self.lock = threading.Lock()
-        self.threads = [threading.Thread(target=self._run, daemon=True) for _ in range(threads)]
 
     def _run(self) -> None:
         while not self.stop.is_set():
@@ -92,16 +90,6 @@ class Load:
                 outcome = type(error).__name__
             with self.lock:
                 self.outcomes[outcome] += 1
-
-    def __enter__(self) -> Load:
-        for thread in self.threads:
-            thread.start()
-        return self
-
-    def __exit__(self, *exc_info: object) -> None:
-        self.stop.set()
-        for thread in self.threads:
-            thread.join(10)
 
 
 def test_redis_stopped_during_load_the_app_keeps_answering_and_dedupe_comes_back(

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import time
 
+import pytest
 import redis
 import wechatpy
 
@@ -47,31 +48,28 @@ def log_lines(worker: Worker, job_id: str, text: str) -> list[str]:
     return [line for line in worker.log_text().splitlines() if job_id in line and text in line]
 
 
-def test_outside_the_48_hour_window_45015_is_final_with_one_clear_log_line(
-    app: AppServer, wechat: SandboxServer, book_source: BookSource, worker: Worker, redis_server: RedisServer
+@pytest.mark.parametrize(
+    ("errcode", "window_open", "reason"),
+    [
+        (45015, False, "48-hour"),  # the sandbox itself refuses: no open window for this follower
+        (45047, True, "quota"),  # injected: the customer-service quota is used up
+    ],
+    ids=["45015-outside-the-48-hour-window", "45047-quota-used-up"],
+)
+def test_a_final_customer_service_error_fails_the_job_with_one_clear_log_line(
+    errcode: int, window_open: bool, reason: str,
+    app: AppServer, wechat: SandboxServer, book_source: BookSource, worker: Worker, redis_server: RedisServer,
 ) -> None:
-    openid = new_follower(wechat, interacted=False)  # the sandbox has no open window for them
+    openid = new_follower(wechat, interacted=window_open)
     calls = wechat.platform.calls(SEND)
+    if window_open:
+        wechat.platform.inject_error(SEND, errcode)
     job_id = deferred_lookup(app, book_source, openid)
     assert wait_until(lambda: job_state(redis_server, job_id) == "failed", timeout=15)
     time.sleep(DEADLINE)
     assert wechat.platform.calls(SEND) == calls + 1 and delivered_to(wechat, openid) == []
-    [line] = log_lines(worker, job_id, "errcode 45015")
-    assert "ERROR" in line and "48-hour" in line and "not retrying" in line
-
-
-def test_quota_used_up_45047_is_final_with_one_clear_log_line(
-    app: AppServer, wechat: SandboxServer, book_source: BookSource, worker: Worker, redis_server: RedisServer
-) -> None:
-    openid = new_follower(wechat)
-    calls = wechat.platform.calls(SEND)
-    wechat.platform.inject_error(SEND, 45047)
-    job_id = deferred_lookup(app, book_source, openid)
-    assert wait_until(lambda: job_state(redis_server, job_id) == "failed", timeout=15)
-    time.sleep(DEADLINE)
-    assert wechat.platform.calls(SEND) == calls + 1 and delivered_to(wechat, openid) == []
-    [line] = log_lines(worker, job_id, "errcode 45047")
-    assert "ERROR" in line and "quota" in line and "not retrying" in line
+    [line] = log_lines(worker, job_id, f"errcode {errcode}")
+    assert "ERROR" in line and reason in line and "not retrying" in line
 
 
 def test_a_rejected_token_40001_is_refreshed_by_compare_and_set_then_sent_with_one_retry(

@@ -28,22 +28,28 @@ def planted_queue(redis_server: RedisServer) -> Queue:
     return Queue(QUEUE_NAME, connection=redis.Redis.from_url(redis_server.url), serializer=JSONSerializer)
 
 
-def finished(queue: Queue, job: Job) -> bool:
-    return Job.fetch(job.id, connection=queue.connection, serializer=JSONSerializer).get_status() in (
-        JobStatus.FAILED, JobStatus.FINISHED)
+def job_status(job: Job) -> JobStatus:
+    return Job.fetch(job.id, connection=job.connection, serializer=JSONSerializer).get_status()
+
+
+def planted_job(redis_server: RedisServer, worker: Worker, function: str, *args: object,
+                **options: object) -> tuple[Job, str]:
+    """Push a job straight onto the worker's queue and wait until the worker is done with it: the job, and the
+    worker's log then."""
+    job = planted_queue(redis_server).enqueue_call(function, args=args, **options)
+    assert wait_until(lambda: job_status(job) in (JobStatus.FAILED, JobStatus.FINISHED), timeout=20), \
+        worker.log_text()[-3000:]
+    return job, worker.log_text()
 
 
 def test_a_job_naming_os_system_is_refused_and_never_run(
     redis_server: RedisServer, worker: Worker, tmp_path: Path
 ) -> None:
     marker = tmp_path / "planted-job-ran"
-    queue = planted_queue(redis_server)
-    job = queue.enqueue_call("os.system", args=(f"touch {marker}",), description="planted")
+    job, log = planted_job(redis_server, worker, "os.system", f"touch {marker}", description="planted")
 
-    assert wait_until(lambda: finished(queue, job), timeout=20), worker.log_text()[-3000:]
-    assert Job.fetch(job.id, connection=queue.connection, serializer=JSONSerializer).get_status() == JobStatus.FAILED
+    assert job_status(job) == JobStatus.FAILED
     assert not marker.exists()
-    log = worker.log_text()
     assert f"refused job {job.id}: it names the function 'os.system'" in log
     assert worker.process.alive()
 
@@ -52,12 +58,9 @@ def test_a_job_naming_a_callback_outside_the_allowlist_is_refused(
     redis_server: RedisServer, worker: Worker, tmp_path: Path
 ) -> None:
     marker = tmp_path / "planted-callback-ran"
-    queue = planted_queue(redis_server)
-    job = queue.enqueue_call("os.system", args=(f"touch {marker}",), on_failure="os.abort")
+    job, log = planted_job(redis_server, worker, "os.system", f"touch {marker}", on_failure="os.abort")
 
-    assert wait_until(lambda: finished(queue, job), timeout=20), worker.log_text()[-3000:]
     assert not marker.exists()
-    log = worker.log_text()
     assert f"refused job {job.id}: it names the function 'os.system'" in log
     assert f"refused job {job.id}: it names the callback 'os.abort'" in log
 
@@ -65,25 +68,20 @@ def test_a_job_naming_a_callback_outside_the_allowlist_is_refused(
 def test_a_job_naming_a_webhook_is_refused_and_sends_nothing(
     redis_server: RedisServer, worker: Worker, book_source: BookSource
 ) -> None:
-    queue = planted_queue(redis_server)
     number = new_isbn13()
     hook = Webhook(f"{book_source.url}/api/books?bibkeys=ISBN:{number}", "failed")  # any URL the worker reaches
-    job = queue.enqueue_call(JOB_FUNCTION, args=({},), webhooks=[hook])
+    job, log = planted_job(redis_server, worker, JOB_FUNCTION, {}, webhooks=[hook])
 
-    assert wait_until(lambda: finished(queue, job), timeout=20), worker.log_text()[-3000:]
-    assert f"refused job {job.id}: it names a webhook (127.0.0.1)" in worker.log_text()
+    assert f"refused job {job.id}: it names a webhook (127.0.0.1)" in log
     assert book_source.requests_for(number) == 0
 
 
 def test_a_job_naming_a_handler_outside_the_replies_file_is_refused(
     redis_server: RedisServer, worker: Worker
 ) -> None:
-    queue = planted_queue(redis_server)
     spec = JobSpec("reply-planted-handler", "os:system", {"MsgType": "text", "Content": "x"}, time.time(), "-")
-    job = queue.enqueue_call(JOB_FUNCTION, args=(spec.to_json(),), job_id=spec.job_id)
+    _, log = planted_job(redis_server, worker, JOB_FUNCTION, spec.to_json(), job_id=spec.job_id)
 
-    assert wait_until(lambda: finished(queue, job), timeout=20), worker.log_text()[-3000:]
-    log = worker.log_text()
     assert "refused handler 'os:system' of job reply-planted-handler" in log
     assert "background handler os:system failed" not in log  # it was never called
 

@@ -4,10 +4,12 @@ token daemons as real subprocesses or as threads of the test process."""
 from __future__ import annotations
 
 import contextlib
+import logging
 import sys
 import threading
 import time
 from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
@@ -89,6 +91,55 @@ def start_daemon_thread() -> Iterator[Callable[..., TokenDaemon]]:
         daemon.stop()
     for _, thread in running:
         thread.join(5)
+
+
+@dataclass
+class DaemonProcesses:
+    """What a test of daemon processes works with: one Redis (server and client) and `start(env, name)`, which
+    runs `python -m token_service run` with the variables of env(sandbox, **extra)."""
+
+    redis_server: RedisServer
+    redis: redis.Redis
+    start: Callable[..., ManagedProcess]
+
+    def env(self, sandbox: SandboxServer, **extra: str) -> dict[str, str]:
+        return daemon_env(sandbox, self.redis_server, **extra)
+
+
+@pytest.fixture()
+def daemon_processes(
+    redis_server: RedisServer, redis_client: redis.Redis, start_daemon_process: Callable[..., ManagedProcess]
+) -> DaemonProcesses:
+    return DaemonProcesses(redis_server, redis_client, start_daemon_process)
+
+
+@dataclass
+class ThreadDaemons:
+    """What a test of daemons in threads works with: one Redis (server and client), a way to start daemons
+    against a sandbox, and the lines they log (INFO and up are captured)."""
+
+    redis_server: RedisServer
+    redis: redis.Redis
+    start: Callable[..., TokenDaemon]
+    caplog: pytest.LogCaptureFixture
+
+    def env(self, sandbox: SandboxServer, **extra: str) -> dict[str, str]:
+        return daemon_env(sandbox, self.redis_server, **extra)
+
+    def lines(self, lowest: int, highest: int = logging.CRITICAL) -> list[str]:
+        """The messages logged at a level from `lowest` to `highest`."""
+        return [record.getMessage() for record in self.caplog.records if lowest <= record.levelno <= highest]
+
+
+@pytest.fixture()
+def daemons(
+    redis_server: RedisServer,
+    redis_client: redis.Redis,
+    start_daemon_thread: Callable[..., TokenDaemon],
+    caplog: pytest.LogCaptureFixture,
+) -> ThreadDaemons:
+    caplog.set_level(logging.INFO, logger="token_service")
+    return ThreadDaemons(redis_server, redis_client, start_daemon_thread, caplog)
 
 
 def seed_token(client: redis.Redis, appid: str, value: str, remaining: float, margin: float = 0.8) -> None:

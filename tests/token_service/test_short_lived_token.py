@@ -10,16 +10,13 @@ import random
 from collections.abc import Callable
 
 import pytest
-import redis
 import requests
 
-from devstack.processes import RedisServer
 from sandbox.platform import DEFAULT_SECRET
 from sandbox.server import SandboxServer
-from tests.token_service.conftest import daemon_env, token_watcher, wait_until
+from tests.token_service.conftest import ThreadDaemons, token_watcher, wait_until
 from token_service import policy
 from token_service.consumer import TokenUnavailable, get_access_token
-from token_service.daemon import TokenDaemon
 
 STABLE = "/cgi-bin/stable_token"
 # The fake WeChat rotates its stable token only in the last 3 s; the daemon keeps a 20 s margin.
@@ -67,12 +64,8 @@ def token_key(appid: str) -> str:
 
 def test_daemon_stores_a_token_with_less_life_than_the_margin_and_later_picks_up_the_fresh_one(
     make_sandbox: Callable[..., SandboxServer],
-    redis_server: RedisServer,
-    redis_client: redis.Redis,
-    start_daemon_thread: Callable[..., TokenDaemon],
-    caplog: pytest.LogCaptureFixture,
+    daemons: ThreadDaemons,
 ) -> None:
-    caplog.set_level(logging.INFO, logger="token_service")
     sandbox = make_sandbox(token_lifetime=PLATFORM_LIFETIME, overlap=PLATFORM_OVERLAP)
     platform = sandbox.platform
     appid = platform.appid
@@ -81,17 +74,16 @@ def test_daemon_stores_a_token_with_less_life_than_the_margin_and_later_picks_up
     # WeChat's clock: the current token now has about 12 s left (less than the 20 s margin).
     platform.advance(PLATFORM_LIFETIME - SHORT_REMAINING)
 
-    env = daemon_env(
-        sandbox, redis_server, TOKEN_OVERLAP_SECONDS=DAEMON_OVERLAP, TOKEN_EXPIRY_MARGIN_SECONDS=DAEMON_MARGIN,
-        TOKEN_JSAPI_TICKET="0",
+    env = daemons.env(
+        sandbox, TOKEN_OVERLAP_SECONDS=DAEMON_OVERLAP, TOKEN_EXPIRY_MARGIN_SECONDS=DAEMON_MARGIN, TOKEN_JSAPI_TICKET="0"
     )
     key = token_key(appid)
-    with token_watcher(redis_client, key) as seen:
-        start_daemon_thread(env, name="short-lived")
+    with token_watcher(daemons.redis, key) as seen:
+        daemons.start(env, name="short-lived")
 
         def stored_token() -> str | None:
             try:
-                return get_access_token(redis_client, appid)
+                return get_access_token(daemons.redis, appid)
             except TokenUnavailable:
                 return None
 
@@ -99,17 +91,17 @@ def test_daemon_stores_a_token_with_less_life_than_the_margin_and_later_picks_up
         served = wait_until(stored_token, timeout=8)
         assert served == first
         assert platform.is_token_valid(served)
-        ttl_ms = redis_client.pttl(key)
+        ttl_ms = daemons.redis.pttl(key)
         assert 0 < ttl_ms <= SHORT_REMAINING * 1000 / 2 + 100  # the copy ends well before WeChat's expiry
 
         # WeChat enters its rotation window: the daemon's next poll picks up the fresh token.
         platform.advance(SHORT_REMAINING - PLATFORM_OVERLAP)
         fresh = wait_until(lambda: (value := stored_token()) and value != first and value, timeout=15)
         assert platform.is_token_valid(fresh)
-        assert redis_client.pttl(key) > 300_000  # a normal, long-lived copy again
+        assert daemons.redis.pttl(key) > 300_000  # a normal, long-lived copy again
         wait_until(lambda: seen["values"][-1] == fresh, timeout=5)
 
     assert seen["values"] == [first, fresh]
     assert seen["gaps"] == 0 and seen["without_ttl"] == 0
     assert platform.calls(STABLE) < 20  # polled a few times, not in a loop
-    assert not [record for record in caplog.records if record.levelno >= logging.ERROR]
+    assert not daemons.lines(logging.ERROR)

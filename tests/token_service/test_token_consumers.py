@@ -15,7 +15,7 @@ from wechatpy.exceptions import WeChatClientException
 
 from devstack.processes import PROJECT_ROOT, RedisServer
 from sandbox.server import SandboxServer
-from tests.token_service.conftest import daemon_env, wait_until
+from tests.token_service.conftest import ThreadDaemons, daemon_env, wait_until
 from token_service.consumer import TokenServiceClient, TokenUnavailable, get_access_token
 from token_service.daemon import TokenDaemon
 from token_service.store import TokenStore
@@ -118,27 +118,25 @@ def test_other_errors_are_raised_at_once_without_refresh(
 
 
 def test_cli_get_fails_clearly_without_a_token_then_prints_it(
-    sandbox: SandboxServer, redis_server: RedisServer, redis_client: redis.Redis,
-    start_daemon_thread: Callable[..., TokenDaemon],
+    sandbox: SandboxServer, daemons: ThreadDaemons
 ) -> None:
-    env = daemon_env(sandbox, redis_server)
+    env = daemons.env(sandbox)
     missing = run_command(["-m", "token_service", "get"], env)
     assert missing.returncode == 1
     assert missing.stdout == ""
     assert f"wechat:access_token:{sandbox.platform.appid}" in missing.stderr
-    start_daemon_thread(env)
-    token = wait_until(lambda: TokenStore(redis_client, sandbox.platform.appid).read_value(), timeout=5)
+    daemons.start(env)
+    token = wait_until(lambda: TokenStore(daemons.redis, sandbox.platform.appid).read_value(), timeout=5)
     found = run_command(["-m", "token_service", "get"], env)
     assert found.returncode == 0 and found.stdout.strip() == token
 
 
 def test_cli_status_shows_leader_remaining_life_and_last_error(
-    sandbox: SandboxServer, redis_server: RedisServer, redis_client: redis.Redis,
-    start_daemon_thread: Callable[..., TokenDaemon],
+    sandbox: SandboxServer, daemons: ThreadDaemons
 ) -> None:
-    env = daemon_env(sandbox, redis_server, TOKEN_JSAPI_TICKET="0")
-    daemon = start_daemon_thread(env)
-    store = TokenStore(redis_client, sandbox.platform.appid)
+    env = daemons.env(sandbox, TOKEN_JSAPI_TICKET="0")
+    daemon = daemons.start(env)
+    store = TokenStore(daemons.redis, sandbox.platform.appid)
     token = wait_until(lambda: store.read_value(), timeout=5)
     sandbox.platform.set_ip_whitelisted(False)
     store.record_error("access_token", 40164, "errcode 40164: invalid ip — add it to IP白名单")

@@ -9,14 +9,12 @@ import threading
 import time
 from collections.abc import Callable
 
-import redis
 import requests
 
-from devstack.processes import ManagedProcess, RedisServer
 from sandbox.platform import DEFAULT_SECRET
 from sandbox.server import SandboxServer
 from sandbox.token_load import TokenConsumers
-from tests.token_service.conftest import OVERLAP, daemon_env, seed_token, token_watcher, wait_until
+from tests.token_service.conftest import OVERLAP, DaemonProcesses, seed_token, token_watcher, wait_until
 from token_service.consumer import get_access_token, request_refresh
 from token_service.store import TokenStore
 
@@ -42,16 +40,15 @@ def leader_pid(store: TokenStore) -> int | None:
 
 def test_three_daemons_and_twenty_consumers_make_one_token_call_per_cycle(
     make_sandbox: Callable[..., SandboxServer],
-    redis_server: RedisServer,
-    redis_client: redis.Redis,
-    start_daemon_process: Callable[..., ManagedProcess],
+    daemon_processes: DaemonProcesses,
 ) -> None:
     sandbox = make_sandbox()
     platform = sandbox.platform
-    env = daemon_env(sandbox, redis_server)
+    env = daemon_processes.env(sandbox)
     key = token_key(platform.appid)
-    with token_watcher(redis_client, key) as seen, TokenConsumers(redis_client, sandbox, 20) as consumers:
-        daemons = [start_daemon_process(env, f"daemon{index}") for index in range(3)]
+    client = daemon_processes.redis
+    with token_watcher(client, key) as seen, TokenConsumers(client, sandbox, 20) as consumers:
+        daemons = [daemon_processes.start(env, f"daemon{index}") for index in range(3)]
         # The first token, then three rotations (each cycle is lifetime - lead, about 6 s).
         wait_until(lambda: len(seen["values"]) >= 4, timeout=40, interval=0.1)
         calls = platform.calls(STABLE)
@@ -72,14 +69,12 @@ def test_three_daemons_and_twenty_consumers_make_one_token_call_per_cycle(
 
 def test_twenty_reports_of_the_same_invalid_token_cause_one_refresh(
     sandbox: SandboxServer,
-    redis_server: RedisServer,
-    redis_client: redis.Redis,
-    start_daemon_process: Callable[..., ManagedProcess],
+    daemon_processes: DaemonProcesses,
 ) -> None:
     platform = sandbox.platform
-    start_daemon_process(daemon_env(sandbox, redis_server, TOKEN_JSAPI_TICKET="0"))
-    start_daemon_process(daemon_env(sandbox, redis_server, TOKEN_JSAPI_TICKET="0"))
-    stale = wait_until(lambda: redis_client.get(token_key(platform.appid)), timeout=10).decode()
+    daemon_processes.start(daemon_processes.env(sandbox, TOKEN_JSAPI_TICKET="0"))
+    daemon_processes.start(daemon_processes.env(sandbox, TOKEN_JSAPI_TICKET="0"))
+    stale = wait_until(lambda: daemon_processes.redis.get(token_key(platform.appid)), timeout=10).decode()
     fetch_stable_token_directly(sandbox, force=True)  # someone else invalidates our token
     assert not platform.is_token_valid(stale)
     calls_before = platform.calls(STABLE)
@@ -89,10 +84,10 @@ def test_twenty_reports_of_the_same_invalid_token_cause_one_refresh(
 
     def consumer() -> None:
         session = requests.Session()
-        token = get_access_token(redis_client, platform.appid)
+        token = get_access_token(daemon_processes.redis, platform.appid)
         barrier.wait()
         first = session.get(sandbox.url + "/cgi-bin/getcallbackip", params={"access_token": token}, timeout=5)
-        fresh = request_refresh(token, wait=5, redis_client=redis_client, appid=platform.appid)
+        fresh = request_refresh(token, wait=5, redis_client=daemon_processes.redis, appid=platform.appid)
         second = session.get(sandbox.url + "/cgi-bin/getcallbackip", params={"access_token": fresh}, timeout=5)
         results.append((first.json()["errcode"], fresh, second.json().get("errcode", 0)))
 
@@ -110,17 +105,15 @@ def test_twenty_reports_of_the_same_invalid_token_cause_one_refresh(
 
 def test_follower_refreshes_before_expiry_when_the_leader_is_killed(
     make_sandbox: Callable[..., SandboxServer],
-    redis_server: RedisServer,
-    redis_client: redis.Redis,
-    start_daemon_process: Callable[..., ManagedProcess],
+    daemon_processes: DaemonProcesses,
 ) -> None:
     sandbox = make_sandbox()
     platform = sandbox.platform
-    env = daemon_env(sandbox, redis_server, TOKEN_JSAPI_TICKET="0")
-    store = TokenStore(redis_client, platform.appid)
-    daemons = [start_daemon_process(env, "first"), start_daemon_process(env, "second")]
+    env = daemon_processes.env(sandbox, TOKEN_JSAPI_TICKET="0")
+    store = TokenStore(daemon_processes.redis, platform.appid)
+    daemons = [daemon_processes.start(env, "first"), daemon_processes.start(env, "second")]
     first_token = wait_until(lambda: store.read(), timeout=10)
-    with token_watcher(redis_client, token_key(platform.appid)) as seen:
+    with token_watcher(daemon_processes.redis, token_key(platform.appid)) as seen:
         # Kill the leader just before its refresh window (it refreshes in the last 0.6-0.9 x overlap).
         time.sleep(max(0.0, first_token.remaining() - OVERLAP * 0.9 - 0.15))
         pid = leader_pid(store)
@@ -143,16 +136,14 @@ def test_follower_refreshes_before_expiry_when_the_leader_is_killed(
 
 def test_sigterm_releases_the_lock_and_exits_zero_so_a_follower_takes_over_at_once(
     sandbox: SandboxServer,
-    redis_server: RedisServer,
-    redis_client: redis.Redis,
-    start_daemon_process: Callable[..., ManagedProcess],
+    daemon_processes: DaemonProcesses,
 ) -> None:
-    env = daemon_env(sandbox, redis_server, TOKEN_LOCK_LEASE_SECONDS="20", TOKEN_JSAPI_TICKET="0")
-    store = TokenStore(redis_client, sandbox.platform.appid)
-    first = start_daemon_process(env, "first")
+    env = daemon_processes.env(sandbox, TOKEN_LOCK_LEASE_SECONDS="20", TOKEN_JSAPI_TICKET="0")
+    store = TokenStore(daemon_processes.redis, sandbox.platform.appid)
+    first = daemon_processes.start(env, "first")
     wait_until(lambda: store.read(), timeout=10)
     assert leader_pid(store) == first.pid
-    second = start_daemon_process(env, "second")
+    second = daemon_processes.start(env, "second")
     time.sleep(0.5)
     started = time.monotonic()
     first.send_signal(signal.SIGTERM)
@@ -167,35 +158,31 @@ def test_sigterm_releases_the_lock_and_exits_zero_so_a_follower_takes_over_at_on
 
 def test_warm_start_reuses_a_valid_token_instead_of_fetching(
     sandbox: SandboxServer,
-    redis_server: RedisServer,
-    redis_client: redis.Redis,
-    start_daemon_process: Callable[..., ManagedProcess],
+    daemon_processes: DaemonProcesses,
 ) -> None:
     platform = sandbox.platform
     answer = fetch_stable_token_directly(sandbox)
-    seed_token(redis_client, platform.appid, answer["access_token"], answer["expires_in"])
-    daemon = start_daemon_process(daemon_env(sandbox, redis_server))
-    store = TokenStore(redis_client, platform.appid)
+    seed_token(daemon_processes.redis, platform.appid, answer["access_token"], answer["expires_in"])
+    daemon = daemon_processes.start(daemon_processes.env(sandbox))
+    store = TokenStore(daemon_processes.redis, platform.appid)
     wait_until(lambda: leader_pid(store) == daemon.pid, timeout=10)
-    wait_until(lambda: redis_client.get(f"wechat:jsapi_ticket:{platform.appid}"), timeout=5)
+    wait_until(lambda: daemon_processes.redis.get(f"wechat:jsapi_ticket:{platform.appid}"), timeout=5)
     assert platform.calls(STABLE) == 1  # only ours above
-    assert get_access_token(redis_client, platform.appid) == answer["access_token"]
+    assert get_access_token(daemon_processes.redis, platform.appid) == answer["access_token"]
     assert "reusing stored access_token" in daemon.log_text()
-    assert 0 < redis_client.pttl(token_key(platform.appid)) < answer["expires_in"] * 1000
+    assert 0 < daemon_processes.redis.pttl(token_key(platform.appid)) < answer["expires_in"] * 1000
 
 
 def test_daemon_stores_the_jsapi_ticket_with_a_ttl_and_its_metadata(
     sandbox: SandboxServer,
-    redis_server: RedisServer,
-    redis_client: redis.Redis,
-    start_daemon_process: Callable[..., ManagedProcess],
+    daemon_processes: DaemonProcesses,
 ) -> None:
-    start_daemon_process(daemon_env(sandbox, redis_server))
+    daemon_processes.start(daemon_processes.env(sandbox))
     key = f"wechat:jsapi_ticket:{sandbox.platform.appid}"
-    ticket = wait_until(lambda: redis_client.get(key), timeout=10).decode()
+    ticket = wait_until(lambda: daemon_processes.redis.get(key), timeout=10).decode()
     state = requests.get(sandbox.url + "/sandbox/state", timeout=5).json()
     assert state["tokens"]["jsapi_ticket"] == ticket[:6] + "..."
-    assert 0 < redis_client.pttl(key) <= 7200 * 1000
-    meta = {name.decode(): value.decode() for name, value in redis_client.hgetall(key + ":meta").items()}
+    assert 0 < daemon_processes.redis.pttl(key) <= 7200 * 1000
+    meta = {name.decode(): value.decode() for name, value in daemon_processes.redis.hgetall(key + ":meta").items()}
     assert meta["source"] == "getticket"
     assert json.dumps(meta).find(ticket) == -1

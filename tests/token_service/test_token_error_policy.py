@@ -8,13 +8,10 @@ import time
 from collections.abc import Callable
 
 import pytest
-import redis
 
-from devstack.processes import RedisServer
 from sandbox.server import SandboxServer
-from tests.token_service.conftest import daemon_env, seed_token, wait_until
+from tests.token_service.conftest import ThreadDaemons, seed_token, wait_until
 from token_service.consumer import TokenUnavailable, get_access_token, request_refresh
-from token_service.daemon import TokenDaemon
 from token_service.store import TokenStore
 
 STABLE = "/cgi-bin/stable_token"
@@ -29,61 +26,51 @@ def error_lines(caplog: pytest.LogCaptureFixture) -> list[str]:
 def test_error_needing_a_human_is_logged_once_and_not_hammered_while_the_token_is_served(
     errcode: int,
     sandbox: SandboxServer,
-    redis_server: RedisServer,
-    redis_client: redis.Redis,
-    start_daemon_thread: Callable[..., TokenDaemon],
-    caplog: pytest.LogCaptureFixture,
+    daemons: ThreadDaemons,
 ) -> None:
-    caplog.set_level(logging.INFO, logger="token_service")
     platform = sandbox.platform
     platform.inject_error(STABLE, errcode, count=100)
     # A token inside its refresh window: the daemon tries at once, and must keep serving this one.
-    seed_token(redis_client, platform.appid, "SEEDED-TOKEN", remaining=2.0)
-    start_daemon_thread(daemon_env(sandbox, redis_server, TOKEN_JSAPI_TICKET="0"), name=f"daemon-{errcode}")
-    store = TokenStore(redis_client, platform.appid)
+    seed_token(daemons.redis, platform.appid, "SEEDED-TOKEN", remaining=2.0)
+    daemons.start(daemons.env(sandbox, TOKEN_JSAPI_TICKET="0"), name=f"daemon-{errcode}")
+    store = TokenStore(daemons.redis, platform.appid)
     wait_until(lambda: store.meta().get("last_errcode") == str(errcode), timeout=5)
 
-    assert get_access_token(redis_client, platform.appid) == "SEEDED-TOKEN"
+    assert get_access_token(daemons.redis, platform.appid) == "SEEDED-TOKEN"
     with pytest.raises(TokenUnavailable, match=str(errcode)):
-        request_refresh("SEEDED-TOKEN", wait=0.3, redis_client=redis_client, appid=platform.appid)
-    wait_until(lambda: redis_client.exists(f"wechat:access_token:{platform.appid}") == 0, timeout=3)
+        request_refresh("SEEDED-TOKEN", wait=0.3, redis_client=daemons.redis, appid=platform.appid)
+    wait_until(lambda: daemons.redis.exists(f"wechat:access_token:{platform.appid}") == 0, timeout=3)
     with pytest.raises(TokenUnavailable, match=f"errcode {errcode}"):
-        get_access_token(redis_client, platform.appid)
+        get_access_token(daemons.redis, platform.appid)
 
     assert platform.calls(STABLE) == 1
-    lines = [line for line in error_lines(caplog) if str(errcode) in line]
-    assert len(lines) == 1, error_lines(caplog)
+    lines = [line for line in daemons.lines(logging.ERROR) if str(errcode) in line]
+    assert len(lines) == 1, daemons.lines(logging.ERROR)
     assert "FIX:" in lines[0] and "still serving" in lines[0]
-    assert len(error_lines(caplog)) == 1
+    assert len(daemons.lines(logging.ERROR)) == 1
 
 
 def test_whitelist_error_names_the_console_setting_in_log_and_status(
     sandbox: SandboxServer,
-    redis_server: RedisServer,
-    redis_client: redis.Redis,
-    start_daemon_thread: Callable[..., TokenDaemon],
-    caplog: pytest.LogCaptureFixture,
+    daemons: ThreadDaemons,
 ) -> None:
-    caplog.set_level(logging.INFO, logger="token_service")
     sandbox.platform.set_ip_whitelisted(False)
-    start_daemon_thread(daemon_env(sandbox, redis_server, TOKEN_JSAPI_TICKET="0"))
-    store = TokenStore(redis_client, sandbox.platform.appid)
+    daemons.start(daemons.env(sandbox, TOKEN_JSAPI_TICKET="0"))
+    store = TokenStore(daemons.redis, sandbox.platform.appid)
     wait_until(lambda: store.meta().get("last_errcode") == "40164", timeout=5)
     assert "IP白名单" in store.meta()["last_error"]
-    assert "IP白名单" in error_lines(caplog)[0]
-    assert "no valid access_token is stored" in error_lines(caplog)[0]
+    assert "IP白名单" in daemons.lines(logging.ERROR)[0]
+    assert "no valid access_token is stored" in daemons.lines(logging.ERROR)[0]
 
 
 def test_stop_pause_setting_lets_the_daemon_recover_after_the_operator_fixed_it(
     sandbox: SandboxServer,
-    redis_server: RedisServer,
-    redis_client: redis.Redis,
-    start_daemon_thread: Callable[..., TokenDaemon],
+    daemons: ThreadDaemons,
 ) -> None:
     platform = sandbox.platform
     platform.set_ip_whitelisted(False)
-    start_daemon_thread(daemon_env(sandbox, redis_server, TOKEN_JSAPI_TICKET="0", TOKEN_STOP_PAUSE_SECONDS="0.5"))
-    store = TokenStore(redis_client, platform.appid)
+    daemons.start(daemons.env(sandbox, TOKEN_JSAPI_TICKET="0", TOKEN_STOP_PAUSE_SECONDS="0.5"))
+    store = TokenStore(daemons.redis, platform.appid)
     wait_until(lambda: store.meta().get("last_errcode") == "40164", timeout=5)
     platform.set_ip_whitelisted(True)
     token = wait_until(lambda: store.read_value(), timeout=3)
@@ -96,78 +83,67 @@ def test_stop_pause_setting_lets_the_daemon_recover_after_the_operator_fixed_it(
 def test_busy_or_too_frequent_backs_off_then_recovers(
     errcode: int,
     sandbox: SandboxServer,
-    redis_server: RedisServer,
-    redis_client: redis.Redis,
-    start_daemon_thread: Callable[..., TokenDaemon],
-    caplog: pytest.LogCaptureFixture,
+    daemons: ThreadDaemons,
 ) -> None:
-    caplog.set_level(logging.INFO, logger="token_service")
     platform = sandbox.platform
     platform.inject_error(STABLE, errcode, count=4)
     started = time.monotonic()
-    start_daemon_thread(daemon_env(sandbox, redis_server, TOKEN_JSAPI_TICKET="0"))
-    store = TokenStore(redis_client, platform.appid)
+    daemons.start(daemons.env(sandbox, TOKEN_JSAPI_TICKET="0"))
+    store = TokenStore(daemons.redis, platform.appid)
     token = wait_until(lambda: store.read_value(), timeout=5)
     elapsed = time.monotonic() - started
     assert platform.calls(STABLE) == 5  # four failures, one success, nothing more
     assert platform.is_token_valid(token)
     # base 0.2 s doubling up to the 1 s cap, jittered to 50-100 %: at least 0.1 + 0.2 + 0.4 + 0.5 s
     assert elapsed >= 1.15
-    warnings = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
+    warnings = daemons.lines(logging.WARNING, logging.WARNING)
     assert len(warnings) == 4 and all(str(errcode) in line for line in warnings)
     assert "last_error" not in store.meta()
 
 
 def test_unreachable_wechat_backs_off_and_never_logs_the_secret(
-    redis_server: RedisServer,
-    redis_client: redis.Redis,
     sandbox: SandboxServer,
-    start_daemon_thread: Callable[..., TokenDaemon],
-    caplog: pytest.LogCaptureFixture,
+    daemons: ThreadDaemons,
 ) -> None:
     from devstack.processes import free_port
 
-    caplog.set_level(logging.DEBUG, logger="token_service")
-    env = daemon_env(sandbox, redis_server, TOKEN_SOURCE="classic", WECHAT_API_BASE=f"http://127.0.0.1:{free_port()}")
-    start_daemon_thread(env)
-    store = TokenStore(redis_client, sandbox.platform.appid)
+    daemons.caplog.set_level(logging.DEBUG, logger="token_service")
+    env = daemons.env(sandbox, TOKEN_SOURCE="classic", WECHAT_API_BASE=f"http://127.0.0.1:{free_port()}")
+    daemons.start(env)
+    store = TokenStore(daemons.redis, sandbox.platform.appid)
     wait_until(lambda: store.meta().get("last_error"), timeout=5)
     time.sleep(1.0)
-    attempts = [r for r in caplog.records if "refresh failed" in r.getMessage()]
+    attempts = [r for r in daemons.caplog.records if "refresh failed" in r.getMessage()]
     assert 1 <= len(attempts) <= 5
-    text = caplog.text + str(store.meta())
+    text = daemons.caplog.text + str(store.meta())
     assert "sandbox-app-secret" not in text and "secret=" not in text
 
 
 def test_forced_refresh_is_rate_limited_across_daemons(
     make_sandbox: Callable[..., SandboxServer],
-    redis_server: RedisServer,
-    redis_client: redis.Redis,
-    start_daemon_thread: Callable[..., TokenDaemon],
+    daemons: ThreadDaemons,
 ) -> None:
     sandbox = make_sandbox(stable_force_spacing=0)
     platform = sandbox.platform
-    env = daemon_env(sandbox, redis_server, TOKEN_JSAPI_TICKET="0", TOKEN_FORCE_SPACING_SECONDS="30")
-    start_daemon_thread(env)
-    store = TokenStore(redis_client, platform.appid)
+    env = daemons.env(sandbox, TOKEN_JSAPI_TICKET="0", TOKEN_FORCE_SPACING_SECONDS="30")
+    daemons.start(env)
+    store = TokenStore(daemons.redis, platform.appid)
     first = wait_until(lambda: store.read_value(), timeout=5)
-    second = request_refresh(first, wait=3, redis_client=redis_client, appid=platform.appid)
+    second = request_refresh(first, wait=3, redis_client=daemons.redis, appid=platform.appid)
     assert second != first
     with pytest.raises(TokenUnavailable, match="spacing 30s"):
-        request_refresh(second, wait=0.5, redis_client=redis_client, appid=platform.appid)
+        request_refresh(second, wait=0.5, redis_client=daemons.redis, appid=platform.appid)
     assert platform.calls(STABLE) == 2
-    assert get_access_token(redis_client, platform.appid) == second
+    assert get_access_token(daemons.redis, platform.appid) == second
 
 
 def test_classic_source_uses_the_token_endpoint(
     sandbox: SandboxServer,
-    redis_server: RedisServer,
-    redis_client: redis.Redis,
-    start_daemon_thread: Callable[..., TokenDaemon],
+    daemons: ThreadDaemons,
 ) -> None:
     platform = sandbox.platform
-    start_daemon_thread(daemon_env(sandbox, redis_server, TOKEN_SOURCE="classic"))
-    store = TokenStore(redis_client, platform.appid)
+    daemons.start(daemons.env(sandbox, TOKEN_SOURCE="classic"))
+    store = TokenStore(daemons.redis, platform.appid)
     token = wait_until(lambda: store.read_value(), timeout=5)
     wait_until(lambda: store.read_value("jsapi_ticket"), timeout=5)
     assert platform.is_token_valid(token)
@@ -177,18 +153,16 @@ def test_classic_source_uses_the_token_endpoint(
 
 def test_wechat_refusing_a_forced_refresh_does_not_stop_the_normal_schedule(
     make_sandbox: Callable[..., SandboxServer],
-    redis_server: RedisServer,
-    redis_client: redis.Redis,
-    start_daemon_thread: Callable[..., TokenDaemon],
+    daemons: ThreadDaemons,
 ) -> None:
     sandbox = make_sandbox(stable_force_spacing=0, stable_force_daily=1)
     platform = sandbox.platform
-    daemon = start_daemon_thread(daemon_env(sandbox, redis_server, TOKEN_JSAPI_TICKET="0"))
-    store = TokenStore(redis_client, platform.appid)
+    daemon = daemons.start(daemons.env(sandbox, TOKEN_JSAPI_TICKET="0"))
+    store = TokenStore(daemons.redis, platform.appid)
     first = wait_until(lambda: store.read_value(), timeout=5)
-    second = request_refresh(first, wait=3, redis_client=redis_client, appid=platform.appid)
+    second = request_refresh(first, wait=3, redis_client=daemons.redis, appid=platform.appid)
     with pytest.raises(TokenUnavailable, match="forced refresh refused"):
-        request_refresh(second, wait=0.5, redis_client=redis_client, appid=platform.appid)
+        request_refresh(second, wait=0.5, redis_client=daemons.redis, appid=platform.appid)
     assert platform.calls(STABLE) == 3
-    assert get_access_token(redis_client, platform.appid) == second
+    assert get_access_token(daemons.redis, platform.appid) == second
     assert daemon._states["access_token"].stopped_errcode is None

@@ -14,15 +14,20 @@ import redis
 
 from devstack.processes import RedisServer
 from sandbox.server import SandboxServer
-from tests.token_service.conftest import daemon_env, wait_until
+from tests.token_service.conftest import ThreadDaemons, daemon_env, wait_until
 from token_service.consumer import TokenUnavailable, get_access_token
-from token_service.daemon import TokenDaemon
 from token_service.store import Credential, TokenStore, fingerprint
 
 STABLE = "/cgi-bin/stable_token"
 PLANTED = "PLANTED-TOKEN-0123456789abcdef"
 # Long lifetimes: the daemon's own schedule would not replace anything during a test.
 LONG = {"token_lifetime": 600.0, "overlap": 60.0}
+
+
+@pytest.fixture()
+def sandbox(make_sandbox: Callable[..., SandboxServer]) -> SandboxServer:
+    """This module's fake WeChat: long lifetimes (LONG)."""
+    return make_sandbox(**LONG)
 
 
 def long_cycle_env(sandbox: SandboxServer, redis_server: RedisServer) -> dict[str, str]:
@@ -34,8 +39,8 @@ def key(appid: str) -> str:
     return f"wechat:access_token:{appid}"
 
 
-def warnings(caplog: pytest.LogCaptureFixture) -> list[str]:
-    return [record.getMessage() for record in caplog.records if record.levelno == logging.WARNING]
+def warnings(daemons: ThreadDaemons) -> list[str]:
+    return daemons.lines(logging.WARNING, logging.WARNING)
 
 
 def own_token(redis_client: redis.Redis, appid: str) -> Callable[[], str | None]:
@@ -60,78 +65,63 @@ def forged_meta(appid: str, value: str) -> dict[str, str]:
 @pytest.mark.parametrize("with_forged_meta", [False, True], ids=["set-by-hand", "forged-meta"])
 def test_warm_start_does_not_adopt_a_token_without_the_daemons_metadata(
     with_forged_meta: bool,
-    make_sandbox: Callable[..., SandboxServer],
-    redis_server: RedisServer,
-    redis_client: redis.Redis,
-    start_daemon_thread: Callable[..., TokenDaemon],
-    caplog: pytest.LogCaptureFixture,
+    sandbox: SandboxServer,
+    daemons: ThreadDaemons,
 ) -> None:
-    caplog.set_level(logging.INFO, logger="token_service")
-    sandbox = make_sandbox(**LONG)
     appid = sandbox.platform.appid
-    redis_client.set(key(appid), PLANTED, ex=7000)  # e.g. `redis-cli SET wechat:access_token:A x EX 7000`
+    daemons.redis.set(key(appid), PLANTED, ex=7000)  # e.g. `redis-cli SET wechat:access_token:A x EX 7000`
     if with_forged_meta:
-        redis_client.hset(key(appid) + ":meta", mapping=forged_meta(appid, PLANTED))
+        daemons.redis.hset(key(appid) + ":meta", mapping=forged_meta(appid, PLANTED))
 
-    start_daemon_thread(long_cycle_env(sandbox, redis_server))
-    token = wait_until(own_token(redis_client, appid), timeout=5)
+    daemons.start(long_cycle_env(sandbox, daemons.redis_server))
+    token = wait_until(own_token(daemons.redis, appid), timeout=5)
 
     assert sandbox.platform.is_token_valid(token)
-    assert get_access_token(redis_client, appid) == token
+    assert get_access_token(daemons.redis, appid) == token
     assert sandbox.platform.calls(STABLE) == 1
-    assert any("not written by a token daemon" in line for line in warnings(caplog)), warnings(caplog)
-    assert not any("reusing stored" in record.getMessage() for record in caplog.records)
-    assert_no_token_value_logged(caplog)
+    assert any("not written by a token daemon" in line for line in warnings(daemons)), warnings(daemons)
+    assert not any("reusing stored" in record.getMessage() for record in daemons.caplog.records)
+    assert_no_token_value_logged(daemons.caplog)
 
 
 @pytest.mark.parametrize("with_forged_meta", [False, True], ids=["set-by-hand", "forged-meta"])
 def test_a_token_planted_while_the_daemon_runs_is_replaced_by_its_own(
     with_forged_meta: bool,
-    make_sandbox: Callable[..., SandboxServer],
-    redis_server: RedisServer,
-    redis_client: redis.Redis,
-    start_daemon_thread: Callable[..., TokenDaemon],
-    caplog: pytest.LogCaptureFixture,
+    sandbox: SandboxServer,
+    daemons: ThreadDaemons,
 ) -> None:
-    caplog.set_level(logging.INFO, logger="token_service")
-    sandbox = make_sandbox(**LONG)
     appid = sandbox.platform.appid
-    start_daemon_thread(long_cycle_env(sandbox, redis_server))
-    token = wait_until(own_token(redis_client, appid), timeout=5)
+    daemons.start(long_cycle_env(sandbox, daemons.redis_server))
+    token = wait_until(own_token(daemons.redis, appid), timeout=5)
 
-    pipe = redis_client.pipeline(transaction=True)
+    pipe = daemons.redis.pipeline(transaction=True)
     pipe.set(key(appid), PLANTED, keepttl=True)
     if with_forged_meta:
         pipe.hset(key(appid) + ":meta", mapping=forged_meta(appid, PLANTED))
     pipe.execute()
 
-    wait_until(lambda: redis_client.get(key(appid)) != PLANTED.encode(), timeout=5)
-    assert get_access_token(redis_client, appid) == token  # stable_token gives the same, valid token back
-    assert redis_client.pttl(key(appid)) > 0
-    assert TokenStore(redis_client, appid).meta()["fingerprint"] == fingerprint(token)
-    assert any("not written by a token daemon" in line for line in warnings(caplog)), warnings(caplog)
-    assert_no_token_value_logged(caplog)
+    wait_until(lambda: daemons.redis.get(key(appid)) != PLANTED.encode(), timeout=5)
+    assert get_access_token(daemons.redis, appid) == token  # stable_token gives the same, valid token back
+    assert daemons.redis.pttl(key(appid)) > 0
+    assert TokenStore(daemons.redis, appid).meta()["fingerprint"] == fingerprint(token)
+    assert any("not written by a token daemon" in line for line in warnings(daemons)), warnings(daemons)
+    assert_no_token_value_logged(daemons.caplog)
 
 
 def test_a_planted_token_is_removed_when_wechat_gives_the_daemon_nothing_instead(
-    make_sandbox: Callable[..., SandboxServer],
-    redis_server: RedisServer,
-    redis_client: redis.Redis,
-    start_daemon_thread: Callable[..., TokenDaemon],
-    caplog: pytest.LogCaptureFixture,
+    sandbox: SandboxServer,
+    daemons: ThreadDaemons,
 ) -> None:
-    caplog.set_level(logging.INFO, logger="token_service")
-    sandbox = make_sandbox(**LONG)
     appid = sandbox.platform.appid
     sandbox.platform.inject_error(STABLE, 40164, count=100)  # e.g. this host left the IP whitelist
-    redis_client.set(key(appid), PLANTED, ex=7000)
+    daemons.redis.set(key(appid), PLANTED, ex=7000)
 
-    start_daemon_thread(long_cycle_env(sandbox, redis_server))
-    wait_until(lambda: redis_client.exists(key(appid)) == 0, timeout=5)
+    daemons.start(long_cycle_env(sandbox, daemons.redis_server))
+    wait_until(lambda: daemons.redis.exists(key(appid)) == 0, timeout=5)
     with pytest.raises(TokenUnavailable, match="40164"):
-        get_access_token(redis_client, appid)
-    assert any("not written by a token daemon" in line for line in warnings(caplog)), warnings(caplog)
-    assert_no_token_value_logged(caplog)
+        get_access_token(daemons.redis, appid)
+    assert any("not written by a token daemon" in line for line in warnings(daemons)), warnings(daemons)
+    assert_no_token_value_logged(daemons.caplog)
 
 
 def test_store_vouches_only_for_values_signed_with_the_accounts_secret(redis_client: redis.Redis) -> None:
