@@ -259,7 +259,16 @@ def test_no_secret_appears_in_any_log_of_any_process_at_debug(deployment: Deploy
     exercise_token_service(deployment)
     exercise_messages(deployment)
     exercise_oauth(deployment)
-    app_log = app_of(deployment).process.log_path
+    app = app_of(deployment)
+    app_log = app.process.log_path
+
+    def oauth_lines_written() -> bool:
+        # The app writes its log lines in batches (weixin/logs.py): wait for the last flow's lines before
+        # stopping it, since a worker stopped with SIGINT does not flush what it still holds.
+        text = app.process.log_text()
+        return "signed in openid=" in text and "user access token refreshed" in text
+
+    wait_until(oauth_lines_written, timeout=10)
     stop_everything(deployment)
 
     logs = {path: path.read_text(errors="replace") for path in deployment.log_files()}
