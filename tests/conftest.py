@@ -45,8 +45,9 @@ TEST_AES_KEY = "abcdefghijklmnopqrstuvwxyz0123456789ABCDEFG"
 
 @pytest.fixture(scope="session")
 def start_app(tmp_path_factory: pytest.TempPathFactory, redis_server: RedisServer):
-    """Start the message server under real uWSGI with extra environment; servers are shared per env and
-    stopped at the end of the run. Returns the AppServer (`.url`, `.process.log_text()`)."""
+    """Start the message server under real uWSGI from the shipped uwsgi.xml (AppServer) with extra
+    environment; servers are shared per env and stopped at the end of the run. Returns the AppServer
+    (`.url`, `.process.log_text()`)."""
     from devstack.processes import AppServer
 
     servers: dict[tuple, AppServer] = {}

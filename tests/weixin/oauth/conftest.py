@@ -54,7 +54,7 @@ def oauth_app(
     tmp_path_factory: pytest.TempPathFactory, redis_server: RedisServer, sandbox: SandboxServer
 ) -> Iterator[AppServer]:
     """The app under uWSGI. Not `start_app`: PUBLIC_BASE_URL must name the app's own port, so the port
-    is chosen before the start (AppServer is the class start_app uses)."""
+    is chosen before the start (AppServer, the shipped uwsgi.xml, is the class start_app uses)."""
     port = free_port()
     env = oauth_env(redis_server, sandbox, f"http://127.0.0.1:{port}")
     server = AppServer(tmp_path_factory.mktemp("oauth-app"), env, port=port).start()
