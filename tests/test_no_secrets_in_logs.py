@@ -40,6 +40,7 @@ from devstack.processes import (
 )
 from sandbox.control import SandboxControl
 from tests.slow_replies.book_source import BookSource, new_isbn13
+from tests.waiting import wait_until
 from tests.wechat_requests import fixture, post, signed_query, with_fresh_ids
 from token_service.consumer import TokenUnavailable, get_access_token, get_jsapi_ticket
 from weixin.oauth.sessions import SESSION_KEY_PREFIX
@@ -51,15 +52,6 @@ SLOW_SECONDS = 1.6  # the book source answers after the app's REPLY_DEADLINE (1 
 def _letters_and_digits(length: int) -> str:
     alphabet = string.ascii_letters + string.digits
     return "".join(secrets.choice(alphabet) for _ in range(length))
-
-
-def wait_until(predicate: Callable[[], object], timeout: float = 15, interval: float = 0.05) -> object:
-    deadline = time.monotonic() + timeout
-    while True:
-        value = predicate()
-        if value or time.monotonic() > deadline:
-            return value
-        time.sleep(interval)
 
 
 @dataclass
@@ -144,7 +136,7 @@ def deployment(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Deployment]
         deployment.remember("access_token", daemon.wait_for_token())
         worker = SlowReplyWorker(directory / "worker", env).start()
         deployment.processes.append(worker)
-        assert wait_until(lambda: "Listening on" in worker.process.log_text() or not worker.process.alive(), 30)
+        wait_until(lambda: "Listening on" in worker.process.log_text() or not worker.process.alive(), 30)
         assert worker.process.alive(), worker.process.log_text()[-3000:]
         deployment.processes.append(AppServer(directory / "app", env, port=app_port).start())
         yield deployment
@@ -180,7 +172,7 @@ def exercise_token_service(deployment: Deployment) -> None:
     """The daemon's token and jsapi_ticket fetches, and every CLI command, one of them a forced refresh."""
     client = deployment.client()
     try:
-        assert wait_until(lambda: _readable(get_jsapi_ticket, client), timeout=20), "no jsapi_ticket stored"
+        wait_until(lambda: _readable(get_jsapi_ticket, client), timeout=20, describe=lambda: "no jsapi_ticket stored")
     finally:
         client.close()
     collect_token_service_credentials(deployment)
@@ -224,8 +216,8 @@ def exercise_messages(deployment: Deployment) -> None:
     message = text.replace("微博".encode(), number.encode()).replace(b"oFollower0000000000000000001", openid.encode())
     response = post(app.url + "/weixin", with_fresh_ids(message), token, "safe", aes_key, APPID)
     assert response.status_code == 200
-    assert wait_until(lambda: [m for m in deployment.control.delivered() if m.get("touser") == openid], timeout=20), \
-        "the slow ISBN reply was never sent with custom/send"
+    wait_until(lambda: [m for m in deployment.control.delivered() if m.get("touser") == openid], timeout=20,
+               describe=lambda: "the slow ISBN reply was never sent with custom/send")
 
 
 def exercise_oauth(deployment: Deployment) -> None:

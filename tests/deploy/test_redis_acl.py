@@ -12,7 +12,6 @@ import os
 import secrets
 import subprocess
 import sys
-import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -27,6 +26,7 @@ from sandbox.platform import DEFAULT_SECRET, FakeWeChat
 from sandbox.server import SandboxServer
 from tests.conftest import TEST_AES_KEY, TEST_APPID, TEST_TOKEN
 from tests.slow_replies.book_source import BookSource, new_isbn13
+from tests.waiting import wait_until
 from tests.wechat_requests import deliver, fixture, open_encrypted_reply, prepare, with_fresh_ids
 from token_service.consumer import get_access_token, request_refresh
 from weixin import config
@@ -115,15 +115,6 @@ def without_writable_executable_memory(directory: Path) -> Iterator[None]:
         sys.executable, processes.find_program = real_python, real_find_program
 
 
-def wait_until(predicate, timeout: float = 20.0, interval: float = 0.05):
-    deadline = time.monotonic() + timeout
-    while True:
-        value = predicate()
-        if value or time.monotonic() > deadline:
-            return value
-        time.sleep(interval)
-
-
 @pytest.fixture(scope="module")
 def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[AclStack]:
     directory = tmp_path_factory.mktemp("redis-acl")
@@ -170,7 +161,7 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[AclStack]:
                    "REDIS_URL": urls["weixin-web"]}
         app = AppServer(directory / "app", {**clean, **web_env}).start()
         started.append(app)
-        assert wait_until(lambda: "Listening on" in worker.process.log_text()), worker.process.log_text()
+        wait_until(lambda: "Listening on" in worker.process.log_text(), 20, describe=worker.process.log_text)
         yield AclStack(server, passwords, urls, wechat, books, tokens, worker, app)
     finally:
         for process in reversed(started):

@@ -5,7 +5,6 @@ from __future__ import annotations
 import contextlib
 import html
 import re
-import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -18,6 +17,7 @@ from devstack.processes import AppServer, RedisServer, free_port
 from sandbox.platform import Clock, FakeWeChat
 from sandbox.server import SandboxServer
 from tests.conftest import TEST_AES_KEY, TEST_APPID, TEST_TOKEN
+from tests.waiting import wait_until
 
 APP_SECRET = "oauth-test-app-secret-0123456789"
 SESSION_SECRET = "oauth-test-session-secret-0123456789"
@@ -148,11 +148,7 @@ def visit(oauth_app: AppServer) -> Iterator[Visit]:
 
 
 def log_contains(app: AppServer, text: str, timeout: float = 3.0) -> bool:
-    """uWSGI's master writes the workers' log lines a moment after the response went out."""
-    deadline = time.monotonic() + timeout
-    while True:
-        if text in app.process.log_text():
-            return True
-        if time.monotonic() > deadline:
-            return False
-        time.sleep(0.02)
+    """True once the log has `text` (uWSGI's master writes the workers' lines a moment after the response
+    went out); fails loudly with the log's tail at `timeout`, like every wait in the tests (tests/waiting.py)."""
+    wait_until(lambda: text in app.process.log_text(), timeout, describe=lambda: app.process.log_text()[-2000:])
+    return True
