@@ -119,6 +119,12 @@ def app(start_app, wechat: SandboxServer, book_source: BookSource, worker: Worke
     return start_app(WECHAT_API_BASE=wechat.url, BOOKS_API_BASE=book_source.url, REPLY_DEADLINE=str(DEADLINE))
 
 
+@pytest.fixture()
+def own_app(fresh_app, wechat: SandboxServer, book_source: BookSource, worker: Worker) -> AppServer:
+    """The same server as `app`, but the test's own: for a test that stops and restarts it."""
+    return fresh_app(WECHAT_API_BASE=wechat.url, BOOKS_API_BASE=book_source.url, REPLY_DEADLINE=str(DEADLINE))
+
+
 _openids = iter(range(10**6))
 
 

@@ -64,22 +64,22 @@ def test_a_wechat_retry_while_the_work_is_pending_does_not_start_it_again(
 
 
 def test_the_app_restarted_while_work_is_pending_still_delivers_the_card_exactly_once(
-    app: AppServer, wechat: SandboxServer, book_source: BookSource, redis_server: RedisServer
+    own_app: AppServer, wechat: SandboxServer, book_source: BookSource, redis_server: RedisServer
 ) -> None:
     openid, number = new_follower(wechat), new_isbn13()
     book_source.slow(number, 2.0)
     xml = text_message(openid, number)
     with ThreadPoolExecutor(1) as pool:
-        first = pool.submit(send_and_survive, app, xml)
+        first = pool.submit(send_and_survive, own_app, xml)
         assert wait_until(lambda: book_source.requests_for(number) == 1, timeout=5)
-        app.stop()  # the web process dies while it waits for the result
+        own_app.stop()  # the web process dies while it waits for the result
         assert first.result() is None
-    app.start()
+    own_app.start()
     title = f"测试之书 {number[-4:]}：第二版"
     # WeChat's retry reaches the new app. The dead web process's claim is taken over (weixin/dedupe.py), and the
     # retry waits for the job that is already running (never a second one): the card comes either as the
     # retry's passive reply, when the job finishes within the deadline, or later through custom/send.
-    retry = send(app, xml).text
+    retry = send(own_app, xml).text
     if retry == "success":
         assert wait_until(lambda: delivered_to(wechat, openid), timeout=15)
     else:
@@ -92,20 +92,20 @@ def test_the_app_restarted_while_work_is_pending_still_delivers_the_card_exactly
 
 
 def test_the_app_and_the_worker_restarted_while_work_is_pending_deliver_each_card_exactly_once(
-    app: AppServer, wechat: SandboxServer, book_source: BookSource, worker: Worker, redis_server: RedisServer
+    own_app: AppServer, wechat: SandboxServer, book_source: BookSource, worker: Worker, redis_server: RedisServer
 ) -> None:
     openid, running, queued = new_follower(wechat), new_isbn13(), new_isbn13()
     book_source.slow(running, 2.0)
     with ThreadPoolExecutor(1) as pool:
         running_xml, queued_xml = text_message(openid, running), text_message(openid, queued)
-        first = pool.submit(send_and_survive, app, running_xml)
+        first = pool.submit(send_and_survive, own_app, running_xml)
         assert wait_until(lambda: book_source.requests_for(running) == 1, timeout=5)
         worker.stop_gracefully()  # systemctl restart: rq finishes the running job, then exits
-        app.stop()
+        own_app.stop()
         first.result()
-    app.start()
+    own_app.start()
     # No worker takes jobs now: this one waits in Redis, and the app answers `success` at its deadline.
-    assert send(app, queued_xml).text == "success"
+    assert send(own_app, queued_xml).text == "success"
     worker.wait_exit()
     assert titles_delivered(wechat, openid) == [f"测试之书 {running[-4:]}：第二版"]
     assert book_source.requests_for(queued) == 0
