@@ -211,67 +211,6 @@ def running_redis(directory: Path | None = None) -> Iterator[RedisServer]:
         yield server
 
 
-def uwsgi_argv(
-    http_port: int | None = None,
-    socket_path: Path | None = None,
-    workers: int = 1,
-    extra: Sequence[str] = (),
-) -> list[str]:
-    """uWSGI serving index.py's `application`, over HTTP (tests) or a uwsgi socket (nginx)."""
-    argv = [
-        find_program("uwsgi"),
-        "--master",
-        "--wsgi-file", str(PROJECT_ROOT / "index.py"),
-        "--callable", "application",
-        "--chdir", str(PROJECT_ROOT),
-        "--processes", str(workers),
-        "--enable-threads",
-        "--need-app",
-        "--die-on-term",
-        "--disable-logging",
-        "--log-master",
-        "--cache2", "name=weixin-dedupe,items=20000,blocksize=512,blocks=30000,bitmap=1",  # as uwsgi.xml
-    ]
-    if http_port is not None:
-        argv += ["--http-socket", f"127.0.0.1:{http_port}"]
-    if socket_path is not None:
-        argv += ["--socket", str(socket_path)]
-    return argv + list(extra)
-
-
-@dataclass
-class AppServer:
-    """The message server (index.py) under a real uWSGI, listening on loopback HTTP."""
-
-    directory: Path
-    env: dict[str, str]
-    workers: int = 1
-    port: int = 0
-    process: ManagedProcess | None = None
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
-
-    def start(self) -> AppServer:
-        if not self.port:
-            self.port = free_port()
-        env = {**os.environ, **self.env}
-        argv = uwsgi_argv(http_port=self.port, workers=self.workers)
-        self.process = ManagedProcess("uwsgi", argv, self.directory / "uwsgi.log", env=env).start()
-        try:
-            wait_for_tcp(self.port)
-            wait_for_uwsgi_workers(self.process)
-        except TimeoutError:
-            self.stop()
-            raise RuntimeError("uWSGI did not start:\n" + self.process.log_text()[-3000:]) from None
-        return self
-
-    def stop(self) -> None:
-        if self.process:
-            self.process.stop(signum=signal.SIGINT)
-
-
 def wait_for_uwsgi_workers(process: ManagedProcess, timeout: float = 30.0) -> None:
     """uWSGI binds its socket before it loads the app; requests sent before a worker exists wait for the
     whole app import (about a second). Wait until the master has spawned its workers."""
@@ -357,6 +296,28 @@ class UwsgiServer:
     def stop(self) -> None:
         if self.process:
             self.process.stop(timeout=15)
+
+
+@dataclass
+class AppServer(UwsgiServer):
+    """The message server as the tests start it: the shipped uwsgi.xml (UwsgiServer) with one worker unless
+    told otherwise and a loopback HTTP socket (`port`, free if 0) besides the shipped unix socket, so a test
+    runs the production settings (harakiri, buffer size, cache, listen queue) without nginx."""
+
+    workers: int | None = 1
+    port: int = 0
+
+    def start(self) -> AppServer:
+        self.port = self.port or free_port()
+        self.http_port = self.port
+        super().start()
+        return self
+
+    def stop(self) -> None:
+        # SIGINT: uWSGI's immediate stop. A test server has nothing to finish, and SIGTERM's graceful stop
+        # (the shipped hook) waits for busy workers.
+        if self.process:
+            self.process.stop(signum=signal.SIGINT)
 
 
 def self_signed_certificate(directory: Path) -> tuple[Path, Path]:

@@ -81,8 +81,8 @@ def test_a_triple_seen_with_one_body_refuses_any_other_body_in_any_mode(
     assert deliver(weixin, other_query, other_body).status_code == 403
 
 
-def test_plaintext_pushes_with_an_aes_key_configured_are_warned_about_once_a_minute(start_app) -> None:
-    app = start_app(WECHAT_TIMESTAMP_WINDOW="299")  # a server of its own, so that its log is this test's
+def test_plaintext_pushes_with_an_aes_key_configured_are_warned_about_once_a_minute(fresh_app) -> None:
+    app = fresh_app()  # a server of its own, so that its log (and its once-a-minute memory) is this test's
     url = app.url + "/weixin"
     query, body = prepare(text("加密"), TEST_TOKEN, "safe", TEST_AES_KEY, TEST_APPID)
     assert deliver(url, query, body).status_code == 200

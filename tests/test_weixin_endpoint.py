@@ -14,6 +14,7 @@ import yaml
 
 from devstack.processes import free_port
 from tests.conftest import TEST_AES_KEY, TEST_APPID, TEST_TOKEN
+from tests.waiting import wait_until
 from tests.wechat_requests import (
     FIXTURES,
     deliver,
@@ -160,7 +161,8 @@ def test_a_retry_during_a_slow_first_delivery_waits_for_its_reply(weixin: str, r
     results: dict[str, requests.Response] = {}
     first = threading.Thread(target=lambda: results.update(first=send(weixin, message, query=query)))
     first.start()
-    time.sleep(0.3)
+    # The retry once the first delivery's handler has started (it counts its run, then takes a second).
+    wait_until(lambda: client.get("test:handler-runs:slow-count") == b"1", timeout=10)
     results["retry"] = send(weixin, message, query=query)
     first.join()
     assert reply_fields(results["first"].text)["Content"] == "slowly handled slow-count, run 1"
@@ -363,9 +365,9 @@ def test_a_signed_query_replayed_with_another_body_is_403(weixin: str) -> None:
     assert_clean_error(send(weixin, text("帮助"), query=query), 403)
 
 
-def test_every_request_leaves_its_log_line_under_uwsgi(start_app) -> None:
+def test_every_request_leaves_its_log_line_under_uwsgi(fresh_app) -> None:
     # A fresh server (its own log), so that the lines can be counted exactly.
-    app = start_app(REPLIES_FILE=str(ROOT / "replies.yaml"), WECHAT_TIMESTAMP_WINDOW="301")
+    app = fresh_app(REPLIES_FILE=str(ROOT / "replies.yaml"))
     for _ in range(300):
         query, body = prepare(text("微博"), TEST_TOKEN)
         assert deliver(app.url + "/weixin", query, body).status_code == 200

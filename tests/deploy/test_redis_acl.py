@@ -164,7 +164,7 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[AclStack]:
         def worker_listening() -> bool:
             return "Listening on" in worker.process.log_text()
 
-        wait_until(worker_listening, timeout=20)
+        wait_until(worker_listening, timeout=20, describe=worker.process.log_text)
         yield AclStack(server, passwords, urls, wechat, books, tokens, worker, app)
     finally:
         for process in reversed(started):

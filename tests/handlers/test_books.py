@@ -10,7 +10,7 @@ import socket
 import ssl
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -33,6 +33,7 @@ from handlers.books import (
     parse_isbn,
 )
 from tests.slow_replies.book_source import HUGE_BYTES, BookSource, new_isbn13
+from tests.waiting import wait_until
 
 
 @pytest.mark.parametrize(
@@ -144,13 +145,6 @@ def book_source() -> Iterator[BookSource]:
     source.stop()
 
 
-def _wait_until(predicate: Callable[[], object], timeout: float) -> object:
-    deadline = time.monotonic() + timeout
-    while not (value := predicate()) and time.monotonic() < deadline:
-        time.sleep(0.05)
-    return value
-
-
 @pytest.mark.parametrize("declare_length", [True, False], ids=["content-length", "until-close"])
 def test_a_huge_answer_is_a_source_error_without_reading_it_all(book_source: BookSource,
                                                                 declare_length: bool) -> None:
@@ -161,7 +155,7 @@ def test_a_huge_answer_is_a_source_error_without_reading_it_all(book_source: Boo
         fetch_book(number, book_source.url)
     assert time.monotonic() - started < 8.0  # stopped by the size cap, not by a deadline
     # We hung up: the source could not write its 10 MB to the end.
-    assert _wait_until(lambda: book_source.ended.get(number), timeout=10)
+    wait_until(lambda: book_source.ended.get(number), timeout=10)
     assert book_source.completed[number] is False and book_source.bytes_sent[number] < HUGE_BYTES
 
 

@@ -14,13 +14,14 @@ from sandbox.server import SandboxServer
 from tests.conftest import TEST_AES_KEY, TEST_APPID, TEST_TOKEN
 from tests.slow_replies.book_source import BookSource, new_isbn13
 from tests.slow_replies.conftest import (
-    DEADLINE,
     SLOW,
     delivered_to,
+    job_id_of,
     new_follower,
     send,
     text_message,
     wait_until,
+    wait_until_settled,
 )
 from tests.wechat_requests import open_encrypted_reply, reply_fields
 
@@ -90,12 +91,13 @@ def test_a_source_that_is_down_gets_a_try_later_text_and_is_asked_again_next_tim
 
 
 def test_a_source_slower_than_the_deadline_answers_success_in_time_then_the_card_arrives_once(
-    app: AppServer, wechat: SandboxServer, book_source: BookSource
+    app: AppServer, wechat: SandboxServer, book_source: BookSource, redis_server: RedisServer
 ) -> None:
     openid, number = new_follower(wechat), new_isbn13()
     book_source.slow(number, SLOW)
+    xml = text_message(openid, number)
     started = time.monotonic()
-    response = send(app, text_message(openid, number))
+    response = send(app, xml)
     answered = time.monotonic()
     assert response.status_code == 200 and response.text == "success"
     # Answered before the source did (so without waiting for it), and well inside WeChat's 5 s.
@@ -104,7 +106,7 @@ def test_a_source_slower_than_the_deadline_answers_success_in_time_then_the_card
     deferred = re.compile(r"rule=keywords\[\d+\]:regex:\S+ dedupe=first reply=deferred")
     assert wait_until(lambda: deferred.search(app.process.log_text()), timeout=5)
     assert wait_until(lambda: delivered_to(wechat, openid), timeout=15)
-    time.sleep(DEADLINE)  # room for a (wrong) second delivery
+    wait_until_settled(redis_server, job_id_of(xml))  # past the last moment a (wrong) second delivery could come
     [message] = delivered_to(wechat, openid)
     assert message["msgtype"] == "news" and len(message["news"]["articles"]) == 1
     article = message["news"]["articles"][0]

@@ -27,7 +27,7 @@ def counting_replies(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return replies_with_counting_rules(tmp_path_factory.mktemp("reliability-replies"))
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def counting_app(start_app, counting_replies: Path):
     """The message server under uWSGI with the counting rules (shared by the reliability tests)."""
     return start_app(REPLIES_FILE=str(counting_replies))

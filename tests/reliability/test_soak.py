@@ -11,7 +11,9 @@ from soak.run import Soak, SoakSettings
 def test_quick_soak_through_nginx_with_retries_and_faults_loses_nothing_and_handles_nothing_twice() -> None:
     figures = Soak(SoakSettings(duration=22, clients=6), log=lambda line: None).run()
     summary = render(figures, machine(), "tests/reliability/test_soak.py")
-    assert figures.pushes > 500, summary
+    # Something to judge, however slow the machine: how many pushes fit in 22 s is a throughput figure,
+    # measured by `make soak` and `make bench` (docs/benchmarks.md), not a pass mark here.
+    assert figures.pushes >= figures.counted > 0, summary
     assert len(figures.faults) == 2, summary
     assert figures.deliberate_resends > 0, summary
     assert figures.final_failures == 0, summary

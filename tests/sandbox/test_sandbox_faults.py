@@ -57,14 +57,23 @@ def test_star_latency_delays_every_api(api, wechat):
     assert time.monotonic() - started >= 0.4
 
 
-def test_a_slow_endpoint_does_not_hold_up_the_others(api, wechat):
+def test_a_slow_endpoint_does_not_hold_up_the_others(api, wechat, monkeypatch):
     """Latency is slept outside the platform's lock: a fast call finishes while a slow one waits."""
     token = api.classic_token()
     wechat.set_latency("/cgi-bin/getcallbackip", 1.5)
+    slow_arrived = threading.Event()
+    handle = wechat.handle
+
+    def noting_the_slow_call(method, path, *args, **kwargs):
+        if path == "/cgi-bin/getcallbackip":
+            slow_arrived.set()
+        return handle(method, path, *args, **kwargs)
+
+    monkeypatch.setattr(wechat, "handle", noting_the_slow_call)
     slow = threading.Thread(target=requests.get, args=(api.base_url + "/cgi-bin/getcallbackip",),
                             kwargs={"params": {"access_token": token}, "timeout": 10})
     slow.start()
-    time.sleep(0.2)
+    assert slow_arrived.wait(10)  # the slow call is in the platform (sleeping its latency) before the fast one
     fresh = api.stable()
     assert "access_token" in fresh
     assert slow.is_alive()

@@ -11,6 +11,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+import redis
+import wechatpy
 
 from devstack.processes import PROJECT_ROOT, AppServer, ManagedProcess, RedisServer, TokenServiceProcess
 from sandbox.platform import DEFAULT_SECRET, FakeWeChat
@@ -19,6 +21,7 @@ from tests.conftest import TEST_AES_KEY, TEST_APPID, TEST_TOKEN
 from tests.slow_replies.book_source import BookSource
 from tests.waiting import wait_until
 from tests.wechat_requests import fixture, post, with_fresh_ids
+from weixin.dedupe import message_key
 
 DEADLINE = 1.0  # REPLY_DEADLINE for these tests; a "slow" source answers a little after it
 SLOW = 1.6
@@ -116,6 +119,12 @@ def app(start_app, wechat: SandboxServer, book_source: BookSource, worker: Worke
     return start_app(WECHAT_API_BASE=wechat.url, BOOKS_API_BASE=book_source.url, REPLY_DEADLINE=str(DEADLINE))
 
 
+@pytest.fixture()
+def own_app(fresh_app, wechat: SandboxServer, book_source: BookSource, worker: Worker) -> AppServer:
+    """The same server as `app`, but the test's own: for a test that stops and restarts it."""
+    return fresh_app(WECHAT_API_BASE=wechat.url, BOOKS_API_BASE=book_source.url, REPLY_DEADLINE=str(DEADLINE))
+
+
 _openids = iter(range(10**6))
 
 
@@ -138,3 +147,42 @@ def send(app: AppServer, xml: bytes, mode: str = "plain", timeout: float = 10):
 
 def delivered_to(wechat: SandboxServer, openid: str) -> list[dict]:
     return [body for body in wechat.platform.delivered() if body.get("touser") == openid]
+
+
+def job_id_of(xml: bytes) -> str:
+    """The background job's id for a message (the same for every delivery of it)."""
+    from slow_replies.jobs import job_id_for
+
+    return job_id_for(message_key(TEST_APPID, wechatpy.parse_message(xml.decode())))
+
+
+def wait_until_settled(redis_server: RedisServer, *job_ids: str, timeout: float = 20) -> None:
+    """Wait past the last moment a (wrong) second delivery of these jobs could come: each job's hand-off record
+    is finished (passive, sent, failed, nothing: slow_replies/handoff.py) and rq holds no further run of it
+    (not queued, running, scheduled for a crash retry). A count of deliveries after this is final, where a
+    sleep before the count would only miss a duplicate that comes later."""
+    from rq.exceptions import NoSuchJobError
+    from rq.job import Job, JobStatus
+    from rq.serializers import JSONSerializer
+
+    from slow_replies.handoff import FINISHED, job_key
+
+    client = redis.Redis.from_url(redis_server.url)
+
+    def settled() -> bool:
+        for job_id in job_ids:
+            state = client.hget(job_key(job_id), "state")
+            if state is None or state.decode() not in FINISHED:
+                return False
+            try:
+                status = Job.fetch(job_id, connection=client, serializer=JSONSerializer).get_status()
+            except NoSuchJobError:
+                continue  # never queued (answered in time) or its record has expired
+            if status not in (JobStatus.FINISHED, JobStatus.FAILED):
+                return False
+        return True
+
+    try:
+        wait_until(settled, timeout)
+    finally:
+        client.close()

@@ -3,8 +3,6 @@
 
 from __future__ import annotations
 
-import time
-
 import pytest
 import redis
 import wechatpy
@@ -16,7 +14,6 @@ from slow_replies.jobs import job_id_for
 from tests.conftest import TEST_APPID
 from tests.slow_replies.book_source import BookSource, new_isbn13
 from tests.slow_replies.conftest import (
-    DEADLINE,
     SLOW,
     Worker,
     delivered_to,
@@ -24,6 +21,7 @@ from tests.slow_replies.conftest import (
     send,
     text_message,
     wait_until,
+    wait_until_settled,
 )
 from weixin.dedupe import message_key
 
@@ -66,7 +64,7 @@ def test_a_final_customer_service_error_fails_the_job_with_one_clear_log_line(
         wechat.platform.inject_error(SEND, errcode)
     job_id = deferred_lookup(app, book_source, openid)
     assert wait_until(lambda: job_state(redis_server, job_id) == "failed", timeout=15)
-    time.sleep(DEADLINE)
+    wait_until_settled(redis_server, job_id)  # no crash retry of the job is left to send again
     assert wechat.platform.calls(SEND) == calls + 1 and delivered_to(wechat, openid) == []
     [line] = log_lines(worker, job_id, f"errcode {errcode}")
     assert "ERROR" in line and reason in line and "not retrying" in line
@@ -82,7 +80,7 @@ def test_a_rejected_token_40001_is_refreshed_by_compare_and_set_then_sent_with_o
     wechat.platform.inject_error(SEND, 40001)
     job_id = deferred_lookup(app, book_source, openid)
     assert wait_until(lambda: delivered_to(wechat, openid), timeout=20)
-    time.sleep(DEADLINE)
+    wait_until_settled(redis_server, job_id)  # the last moment a second delivery could come
     assert len(delivered_to(wechat, openid)) == 1
     assert wechat.platform.calls(SEND) == calls + 2  # the refused call and the one retry
     token_after = client.get(f"wechat:access_token:{TEST_APPID}")

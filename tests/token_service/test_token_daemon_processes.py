@@ -144,7 +144,7 @@ def test_sigterm_releases_the_lock_and_exits_zero_so_a_follower_takes_over_at_on
     wait_until(lambda: store.read(), timeout=10)
     assert leader_pid(store) == first.pid
     second = daemon_processes.start(env, "second")
-    time.sleep(0.5)
+    wait_until(lambda: "started for appid" in second.log_text(), timeout=10)  # a follower in its loop
     started = time.monotonic()
     first.send_signal(signal.SIGTERM)
     first.process.wait(5)

@@ -7,11 +7,12 @@ import os
 import socket
 import threading
 import time
+from pathlib import Path
 
 import redis
 import wechatpy
 
-from devstack.processes import free_port
+from devstack.processes import free_port, running_redis
 from tests.wechat_requests import fixture
 from weixin import redis_clients
 from weixin.dedupe import NOTHING, PENDING, Outcome, RequestFingerprint, RetryCache, message_key
@@ -136,13 +137,14 @@ def test_claims_keep_working_after_redis_forgets_the_script(redis_client: redis.
     assert redis_client.get("k2").startswith(PENDING)
 
 
-def test_claims_come_back_after_redis_restarts(redis_server) -> None:
-    cache = RetryCache(redis_clients.request_path(redis_server.url))
-    assert cache.claim("before").outcome is Outcome.FIRST
-    redis_server.restart()
-    assert cache.claim("during-backoff").outcome in (Outcome.UNAVAILABLE, Outcome.FIRST)
-    cache._down_until = 0.0  # skip the 5 s back-off instead of sleeping through it
-    assert cache.claim("after").outcome is Outcome.FIRST
+def test_claims_come_back_after_redis_restarts(tmp_path: Path) -> None:
+    with running_redis(tmp_path) as redis_server:  # its own: the restart must not reach another test
+        cache = RetryCache(redis_clients.request_path(redis_server.url))
+        assert cache.claim("before").outcome is Outcome.FIRST
+        redis_server.restart()
+        assert cache.claim("during-backoff").outcome in (Outcome.UNAVAILABLE, Outcome.FIRST)
+        cache._down_until = 0.0  # skip the 5 s back-off instead of sleeping through it
+        assert cache.claim("after").outcome is Outcome.FIRST
 
 
 def test_a_retry_takes_over_at_once_when_the_handling_process_died(redis_client: redis.Redis) -> None:

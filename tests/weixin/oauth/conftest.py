@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import contextlib
 import html
 import re
-import time
 from collections.abc import Iterator
 from dataclasses import dataclass
+from pathlib import Path
 from urllib.parse import urljoin
 
 import pytest
@@ -16,20 +17,10 @@ from devstack.processes import AppServer, RedisServer, free_port
 from sandbox.platform import Clock, FakeWeChat
 from sandbox.server import SandboxServer
 from tests.conftest import TEST_AES_KEY, TEST_APPID, TEST_TOKEN
+from tests.waiting import wait_until
 
 APP_SECRET = "oauth-test-app-secret-0123456789"
 SESSION_SECRET = "oauth-test-session-secret-0123456789"
-
-
-@pytest.fixture(scope="package")
-def wechat() -> FakeWeChat:
-    return FakeWeChat(appid=TEST_APPID, secret=APP_SECRET, clock=Clock())
-
-
-@pytest.fixture(scope="package")
-def sandbox(wechat: FakeWeChat) -> Iterator[SandboxServer]:
-    with SandboxServer(wechat) as server:
-        yield server
 
 
 def oauth_env(redis_server: RedisServer, sandbox: SandboxServer, public_base_url: str) -> dict[str, str]:
@@ -49,17 +40,67 @@ def oauth_env(redis_server: RedisServer, sandbox: SandboxServer, public_base_url
     }
 
 
-@pytest.fixture(scope="package")
-def oauth_app(
-    tmp_path_factory: pytest.TempPathFactory, redis_server: RedisServer, sandbox: SandboxServer
-) -> Iterator[AppServer]:
+@dataclass
+class OAuthStack:
+    """The fake WeChat (its clock, users, codes, injected faults), served over HTTP, and the app using it."""
+
+    wechat: FakeWeChat
+    sandbox: SandboxServer
+    app: AppServer
+
+
+@contextlib.contextmanager
+def running_oauth_stack(directory: Path, redis_server: RedisServer) -> Iterator[OAuthStack]:
     """The app under uWSGI. Not `start_app`: PUBLIC_BASE_URL must name the app's own port, so the port
-    is chosen before the start (AppServer is the class start_app uses)."""
-    port = free_port()
-    env = oauth_env(redis_server, sandbox, f"http://127.0.0.1:{port}")
-    server = AppServer(tmp_path_factory.mktemp("oauth-app"), env, port=port).start()
-    yield server
-    server.stop()
+    is chosen before the start (AppServer, the shipped uwsgi.xml, is the class start_app uses)."""
+    wechat = FakeWeChat(appid=TEST_APPID, secret=APP_SECRET, clock=Clock())
+    with SandboxServer(wechat) as sandbox:
+        port = free_port()
+        server = AppServer(directory, oauth_env(redis_server, sandbox, f"http://127.0.0.1:{port}"), port=port).start()
+        try:
+            yield OAuthStack(wechat, sandbox, server)
+        finally:
+            server.stop()
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line(
+        "markers", "moves_wechat_clock: the test advances the fake WeChat's clock, so it gets a stack of its own"
+    )
+
+
+@pytest.fixture(scope="module")
+def module_oauth_stack(tmp_path_factory: pytest.TempPathFactory, redis_server: RedisServer) -> Iterator[OAuthStack]:
+    with running_oauth_stack(tmp_path_factory.mktemp("oauth-app"), redis_server) as stack:
+        yield stack
+
+
+@pytest.fixture()
+def oauth_stack(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory, redis_server: RedisServer
+) -> Iterator[OAuthStack]:
+    """The module's stack; a stack of the test's own when it moves the fake's clock, which only goes
+    forward: the tokens and codes of every later test would otherwise be issued 31 days on."""
+    if request.node.get_closest_marker("moves_wechat_clock") is None:
+        yield request.getfixturevalue("module_oauth_stack")
+        return
+    with running_oauth_stack(tmp_path_factory.mktemp("oauth-app"), redis_server) as stack:
+        yield stack
+
+
+@pytest.fixture()
+def wechat(oauth_stack: OAuthStack) -> FakeWeChat:
+    return oauth_stack.wechat
+
+
+@pytest.fixture()
+def sandbox(oauth_stack: OAuthStack) -> SandboxServer:
+    return oauth_stack.sandbox
+
+
+@pytest.fixture()
+def oauth_app(oauth_stack: OAuthStack) -> AppServer:
+    return oauth_stack.app
 
 
 @dataclass
@@ -107,11 +148,7 @@ def visit(oauth_app: AppServer) -> Iterator[Visit]:
 
 
 def log_contains(app: AppServer, text: str, timeout: float = 3.0) -> bool:
-    """uWSGI's master writes the workers' log lines a moment after the response went out."""
-    deadline = time.monotonic() + timeout
-    while True:
-        if text in app.process.log_text():
-            return True
-        if time.monotonic() > deadline:
-            return False
-        time.sleep(0.02)
+    """True once the log has `text` (uWSGI's master writes the workers' lines a moment after the response
+    went out); fails loudly with the log's tail at `timeout`, like every wait in the tests (tests/waiting.py)."""
+    wait_until(lambda: text in app.process.log_text(), timeout, describe=lambda: app.process.log_text()[-2000:])
+    return True
