@@ -169,7 +169,7 @@ def throughput_section(results: list[compare.Result], plan: Plan, connections: i
 
 def load_seconds(path: Path) -> float:
     """How long the app takes to load a replies file (at start-up, and on a reload after an edit)."""
-    from weixin.replies import load_rules
+    from weixin.rules import load_rules
 
     started = time.perf_counter()
     load_rules(path)

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import logging
 import os
-import re
 import time
 from dataclasses import dataclass
 from typing import Any
@@ -18,7 +17,9 @@ from rq import Queue, Worker
 from slow_replies.handoff import PASSIVE, WAITING, HandOff
 from slow_replies.jobs import JobSpec, enqueue, job_id_for, make_queue
 from weixin.config import Settings
-from weixin.replies import Reply, handler_path
+from weixin.messages import Message, reply_type
+from weixin.request_record import RequestRecord
+from weixin.rules import Reply, handler_path
 
 log = logging.getLogger("weixin")
 
@@ -51,11 +52,6 @@ def _connections_for(settings: Settings) -> _Connections:
     return _connections[key]
 
 
-def _reply_type(xml: str | None) -> str:
-    found = re.search(r"<MsgType><!\[CDATA\[(\w+)\]\]>", xml or "")
-    return found.group(1) if found else "none"
-
-
 def _warn_if_no_worker(queue: Queue) -> None:
     """Jobs wait safely in Redis without a worker, but nobody gets an answer: say so (looked at once a minute)."""
     global _next_worker_check
@@ -67,16 +63,16 @@ def _warn_if_no_worker(queue: Queue) -> None:
                     "(python -m slow_replies worker, or systemctl start weixin-worker)")
 
 
-def answer_or_defer(reply: Reply, message: Any, message_key: str, settings: Settings, deadline: float,
-                    record: Any) -> str | None:
+def answer_or_defer(reply: Reply, message: Message, retry_key: str, settings: Settings, deadline: float,
+                    record: RequestRecord) -> str | None:
     """The passive reply XML if the worker's result is ready before `deadline` (a time.perf_counter() value),
     else None (answer `success`; the worker sends the result later). Sets `record.reply`."""
-    job_id = job_id_for(message_key)
+    job_id = job_id_for(retry_key)
     try:
         connections = _connections_for(settings)
         handoff = connections.handoff
         remaining = deadline - time.perf_counter()
-        spec = JobSpec(job_id, handler_path(reply.value) or "", dict(message._data), time.time() + remaining,
+        spec = JobSpec(job_id, handler_path(reply.value) or "", dict(message.fields), time.time() + remaining,
                        str(record.rule))
         created = handoff.create(job_id, spec.deadline, spec.rule)
         taken = None if created else handoff.take(job_id, final=False)
@@ -98,7 +94,7 @@ def answer_or_defer(reply: Reply, message: Any, message_key: str, settings: Sett
         record.reply = "error"
         return None
     if taken.state == PASSIVE:
-        record.reply = _reply_type(taken.xml)
+        record.reply = reply_type(taken.xml)
         return taken.xml
     record.reply = "deferred" if taken.state == "abandoned" else f"background-{taken.state}"
     return None

@@ -4,7 +4,6 @@ past its deadline, send it as a customer-service message. Safe to run again afte
 from __future__ import annotations
 
 import functools
-import importlib
 import logging
 import os
 import time
@@ -19,9 +18,9 @@ from slow_replies.custom_message import NotSendable, custom_message, encode
 from slow_replies.delivery import CustomMessageSender
 from slow_replies.handoff import FAILED, FINISHED, PASSIVE, READY, SENDING, SENT, HandOff
 from slow_replies.jobs import JobSpec
-from weixin import render
+from weixin import messages, render
 from weixin.config import Settings, load_settings
-from weixin.replies import current_handler_name
+from weixin.rules import resolve_handler
 
 log = logging.getLogger("slow_replies")
 
@@ -47,11 +46,6 @@ def _context(pid: int) -> WorkerContext:
     return WorkerContext(settings, HandOff(client), CustomMessageSender(settings.api_base, settings.appid, client))
 
 
-def resolve_handler(path: str) -> Any:
-    module_name, _, name = current_handler_name(path).partition(":")
-    return getattr(importlib.import_module(module_name), name)
-
-
 def masked_openid(openid: str) -> str:
     return f"{openid[:4]}…{openid[-4:]}" if len(openid) > 10 else "…"
 
@@ -59,16 +53,15 @@ def masked_openid(openid: str) -> str:
 def compute(spec: JobSpec, replies_file: Path) -> tuple[str | None, str | None]:
     """The passive reply XML and the custom/send body (JSON text) of the handler's answer; (None, None) when
     it has nothing to say or fails (logged: the follower then gets nothing, as with a failing passive handler)."""
-    import handle  # the web process's parser, so that the handler sees the message it would have seen
-
     if not handler_allowed(spec.handler, replies_file):
         # Never imported: the name came from Redis, where anyone with access could have written it.
         log.error("refused handler %r of job %s: no background rule of %s names it; not running it",
                   spec.handler, spec.job_id, replies_file)
         return None, None
     try:
-        message = handle.parse_message(spec.fields)
-        reply = render.reply_from_value(resolve_handler(spec.handler)(message), message)
+        # The web process's parser, so that the handler sees the message it would have seen.
+        message = messages.parse(spec.fields)
+        reply = render.reply_from_value(resolve_handler(spec.handler)(message.wechat), message)
         xml = render.render_reply(reply, message)
     except Exception:
         log.exception("background handler %s failed (rule=%s); nothing will be sent", spec.handler, spec.rule)

@@ -8,7 +8,6 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 
 import requests
-import wechatpy
 
 from devstack.processes import AppServer
 from sandbox.server import SandboxServer
@@ -16,7 +15,8 @@ from slow_replies.jobs import job_id_for
 from tests.conftest import TEST_APPID
 from tests.slow_replies.book_source import BookSource, new_isbn13
 from tests.slow_replies.conftest import DEADLINE, Worker, delivered_to, new_follower, send, text_message, wait_until
-from weixin.dedupe import message_key
+from tests.wechat_requests import parsed_message
+from weixin.messages import retry_key
 
 
 def send_and_survive(app: AppServer, xml: bytes) -> requests.Response | None:
@@ -28,7 +28,7 @@ def send_and_survive(app: AppServer, xml: bytes) -> requests.Response | None:
 
 
 def job_id(xml: bytes) -> str:
-    return job_id_for(message_key(TEST_APPID, wechatpy.parse_message(xml.decode())))
+    return job_id_for(retry_key(TEST_APPID, parsed_message(xml)))
 
 
 def titles_delivered(wechat: SandboxServer, openid: str) -> list[str]:

@@ -32,7 +32,7 @@ def profile_link_articles(public_base_url: str) -> list[dict[str, str]]:
 
 
 def profile_link(message: Any) -> list[dict[str, str]] | str:
-    """replies.yaml: `reply: {handler: "weixin.oauth.replies:profile_link"}`."""
+    """replies.yaml: `reply: {handler: "weixin.oauth.profile_link:profile_link"}`."""
     try:
         base = _public_base_url()
     except ConfigError as error:
