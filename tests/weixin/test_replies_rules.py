@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 
 import handlers.books
+import weixin.oauth.profile_link
 from tests.wechat_requests import fixture, parsed_message
 from weixin.rules import LiveRules, RulesError, handler_path, load_rules, parse_rules
 
@@ -255,3 +256,17 @@ def test_the_new_handler_names_load_without_a_warning(caplog: pytest.LogCaptureF
         load_rules(ROOT / "replies.yaml")
     assert not [record for record in caplog.records if record.levelno >= logging.WARNING]
 
+
+@pytest.mark.parametrize("old_name", ["weixin.oauth.replies:profile_link", "oauth.replies:profile_link"])
+def test_the_profile_link_handler_under_an_old_module_name_still_loads_and_warns(
+    old_name: str, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    path = tmp_path / "replies.yaml"
+    path.write_text(f'keywords:\n  - match: 我的资料\n    reply: {{handler: "{old_name}"}}\n', encoding="utf-8")
+    with caplog.at_level(logging.WARNING, logger="replies"):
+        ruleset = load_rules(path)
+    assert ruleset.match_text("我的资料").reply.value is weixin.oauth.profile_link.profile_link
+    warnings = [record.getMessage() for record in caplog.records if record.levelno == logging.WARNING]
+    assert warnings == [
+        f"{path} line 3: handler '{old_name}' is now 'weixin.oauth.profile_link:profile_link'; the old name still works"
+    ]
