@@ -275,23 +275,8 @@ def _build_rules(document: dict, path: str) -> tuple[RuleSet, list[str]]:
     if not isinstance(keywords, list):
         checker.error("keywords", None, "keywords is a list of rules")
         keywords = []
-    for position, raw in enumerate(keywords):
-        rule = checker.keyword_rule(position, raw)
-        if rule is None:
-            continue
-        rules.keywords.append(rule)
-    # Positions must index rules.keywords even when a broken rule was dropped (the load fails anyway).
-    rules.keywords = [
-        KeywordRule(index, r.how, r.patterns, r.reply, r.case_sensitive, r.regexes)
-        for index, r in enumerate(rules.keywords)
-    ]
-    for rule in rules.keywords:
-        if rule.how == "match":
-            table = rules.exact_case_sensitive if rule.case_sensitive else rules.exact
-            for pattern in rule.patterns:
-                table.setdefault(pattern, rule.position)
-        else:
-            rules.scanned.append(rule)
+    checked = (checker.keyword_rule(position, raw) for position, raw in enumerate(keywords))
+    rules.set_keywords([rule for rule in checked if rule is not None])
     rules.default = checker.reply("default", getattr(document, "line", None), document.get("default"), 1)
     rules.messages = checker.section(document, "messages", MESSAGE_KINDS, MAX_ARTICLES_FOR_MESSAGE)
     rules.events = checker.section(document, "events", EVENT_KINDS, MAX_ARTICLES_FOR_EVENT)

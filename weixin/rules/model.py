@@ -105,6 +105,8 @@ class Match:
 
 @dataclass
 class RuleSet:
+    """The rules of one replies file, by section (checker.py builds it; `find_reply` reads it)."""
+
     keywords: list[KeywordRule] = field(default_factory=list)
     default: Reply | None = None
     messages: dict[str, Reply | None] = field(default_factory=dict)
@@ -115,6 +117,21 @@ class RuleSet:
     exact: dict[str, int] = field(default_factory=dict)
     exact_case_sensitive: dict[str, int] = field(default_factory=dict)
     scanned: list[KeywordRule] = field(default_factory=list)
+
+    def set_keywords(self, rules: list[KeywordRule]) -> None:
+        """The keyword rules in file order, and the tables `match_text` looks them up in."""
+        # Positions must index self.keywords even when a broken rule was dropped (the load fails anyway).
+        self.keywords = [
+            KeywordRule(index, r.how, r.patterns, r.reply, r.case_sensitive, r.regexes) for index, r in enumerate(rules)
+        ]
+        self.exact, self.exact_case_sensitive, self.scanned = {}, {}, []
+        for rule in self.keywords:
+            if rule.how == "match":
+                table = self.exact_case_sensitive if rule.case_sensitive else self.exact
+                for pattern in rule.patterns:
+                    table.setdefault(pattern, rule.position)
+            else:
+                self.scanned.append(rule)
 
     def match_text(self, text: str) -> Match:
         """The first keyword rule, in file order, that matches `text`; else the default reply."""
