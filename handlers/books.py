@@ -28,6 +28,7 @@ from urllib3.connection import HTTPConnection, HTTPSConnection
 from urllib3.connectionpool import HTTPConnectionPool, HTTPSConnectionPool
 from urllib3.exceptions import HTTPError as Urllib3Error
 from urllib3.poolmanager import pool_classes_by_scheme as urllib3_pool_classes
+from wechatpy.messages import BaseMessage
 
 from weixin.config import Settings, load_settings
 
@@ -436,7 +437,7 @@ def find_book(isbn13: str, settings: Settings) -> Book | None:
     return book
 
 
-def lookup(message: Any) -> str | list[dict[str, str]]:
+def lookup(message: BaseMessage) -> str | list[dict[str, str]]:
     """The handler for ISBN messages: a news card, or a text saying what is wrong."""
     check = parse_isbn(str(getattr(message, "content", "") or ""))
     if check.problem == "checksum":

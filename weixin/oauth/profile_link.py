@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import functools
 import logging
-from typing import Any
+
+from wechatpy.messages import BaseMessage
 
 from weixin.config import ConfigError, load_settings
 from weixin.oauth.authorize import LOGIN_PATH, app_url
@@ -31,7 +32,7 @@ def profile_link_articles(public_base_url: str) -> list[dict[str, str]]:
     ]
 
 
-def profile_link(message: Any) -> list[dict[str, str]] | str:
+def profile_link(message: BaseMessage) -> list[dict[str, str]] | str:
     """replies.yaml: `reply: {handler: "weixin.oauth.profile_link:profile_link"}`."""
     try:
         base = _public_base_url()
