@@ -9,10 +9,8 @@ so WeChat never sees a 500 or a traceback.
 from __future__ import annotations
 
 import logging
-import threading
-import time
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 from urllib.parse import parse_qsl
 
@@ -21,13 +19,13 @@ import web
 import utils
 from slow_replies.answer import answer_or_defer
 from weixin import messages, render
+from weixin.app import App
 from weixin.config import Settings
-from weixin.crypto import AppIdMismatch, DecryptError, aes_key_from_encoding_key, decrypt_message, encrypted_reply
-from weixin.dedupe import Outcome, RequestFingerprint, RetryCache, fail_fast_client
-from weixin.local_dedupe import local_claims
+from weixin.crypto import AppIdMismatch, DecryptError, decrypt_message, encrypted_reply
+from weixin.dedupe import Outcome, RequestFingerprint
 from weixin.messages import MalformedMessage, Message, describe, reply_type, retry_key
 from weixin.request_record import RequestRecord
-from weixin.rules import RELOAD_WAIT_SECONDS, LiveRules, Match
+from weixin.rules import Match
 
 log = logging.getLogger("weixin")
 
@@ -39,7 +37,6 @@ MAX_DRAIN_BYTES = 16 * 1024 * 1024
 # Every /weixin answer: a browser must never guess a type (an echoed echostr or a reason rendered as HTML).
 NOSNIFF = ("X-Content-Type-Options", "nosniff")
 MAX_ECHOSTR_LENGTH = 128  # WeChat's echostr is a decimal number of about 19 digits
-PLAINTEXT_WARNING_SECONDS = 60.0  # a console left in plaintext mode would otherwise log on every push
 
 
 @dataclass(frozen=True)
@@ -68,52 +65,6 @@ def bad_request(reason: str) -> Rejected:
 
 class NoKeyForSafeMode(Exception):
     """WeChat sent a safe-mode message but no EncodingAESKey is configured: an operator error."""
-
-
-class RateLimit:
-    """True at most once per `interval` seconds (per process), for a warning that could repeat on every request."""
-
-    def __init__(self, interval: float) -> None:
-        self.interval = interval
-        self._next = float("-inf")
-        self._lock = threading.Lock()
-
-    def allow(self, now: float | None = None) -> bool:
-        if now is None:
-            now = time.monotonic()
-        if now < self._next:  # the common case, without the lock
-            return False
-        with self._lock:
-            if now < self._next:
-                return False
-            self._next = now + self.interval
-            return True
-
-
-@dataclass
-class Runtime:
-    """What the endpoint needs, built once per process by `configure`."""
-
-    settings: Settings
-    replies: LiveRules
-    retry_cache: RetryCache
-    aes_key: bytes | None
-    plaintext_warning: RateLimit = field(default_factory=lambda: RateLimit(PLAINTEXT_WARNING_SECONDS))
-
-
-runtime: Runtime | None = None
-
-
-def configure(settings: Settings) -> Runtime:
-    """Build the runtime from settings (loads the replies file: an invalid one stops start-up)."""
-    global runtime
-    runtime = Runtime(
-        settings=settings,
-        replies=LiveRules(settings.replies_file, background=True, reload_wait=RELOAD_WAIT_SECONDS),
-        retry_cache=RetryCache(fail_fast_client(settings.redis_url), fallback=local_claims()),
-        aes_key=aes_key_from_encoding_key(settings.encoding_aes_key) if settings.encoding_aes_key else None,
-    )
-    return runtime
 
 
 # --- the steps -------------------------------------------------------------------------------
@@ -201,13 +152,13 @@ def parse_xml(body: bytes) -> dict[str, Any]:
     return fields
 
 
-def open_envelope(fields: dict[str, Any], query: dict[str, str], current: Runtime) -> tuple[str, dict[str, Any]]:
+def open_envelope(fields: dict[str, Any], query: dict[str, str], app: App) -> tuple[str, dict[str, Any]]:
     """The transport mode and the message fields: decrypted in safe/compatible mode."""
-    settings = current.settings
+    settings = app.settings
     if query.get("encrypt_type", "raw").lower() != "aes":
         if settings.require_encryption:
             raise forbidden("this server accepts encrypted messages only")
-        if current.aes_key is not None and current.plaintext_warning.allow():
+        if app.aes_key is not None and app.plaintext_warning.allow():
             log.warning(
                 "plaintext push received although WECHAT_ENCODING_AES_KEY is set; once the console is in safe "
                 "mode, set WECHAT_REQUIRE_ENCRYPTION=1 to refuse plaintext pushes (logged at most once a minute)"
@@ -217,7 +168,7 @@ def open_envelope(fields: dict[str, Any], query: dict[str, str], current: Runtim
     mode = "compatible" if "MsgType" in fields else "safe"
     if not isinstance(encrypt, str) or not encrypt:
         raise bad_request("encrypt_type=aes but no Encrypt field")
-    if current.aes_key is None:
+    if app.aes_key is None:
         if mode == "compatible":
             return "compatible-unencrypted", fields  # no key configured: the plaintext copy is all we can read
         raise NoKeyForSafeMode()
@@ -226,7 +177,7 @@ def open_envelope(fields: dict[str, Any], query: dict[str, str], current: Runtim
     ):
         raise forbidden("invalid msg_signature")
     try:
-        inner = decrypt_message(encrypt, current.aes_key, settings.appid)
+        inner = decrypt_message(encrypt, app.aes_key, settings.appid)
     except AppIdMismatch:
         raise forbidden("message is for another AppID") from None
     except DecryptError:
@@ -242,10 +193,10 @@ def parse_message(fields: dict[str, Any]) -> Message:
         raise bad_request(str(error)) from None
 
 
-def route(message: Message, current: Runtime, record: RequestRecord) -> Match | None:
+def route(message: Message, app: App, record: RequestRecord) -> Match | None:
     """The rule for this message (None when finding it failed: logged, answered with `success`)."""
     try:
-        match = current.replies.current().find_reply(message)
+        match = app.rules.current().find_reply(message)
     except Exception:
         log.exception("finding the reply failed; answering success")
         record.reply = "error"
@@ -254,12 +205,12 @@ def route(message: Message, current: Runtime, record: RequestRecord) -> Match | 
     return match
 
 
-def render_reply(match: Match | None, message: Message, record: RequestRecord) -> str | None:
+def render_reply(match: Match | None, message: Message, app: App, record: RequestRecord) -> str | None:
     """The reply XML, or None for "nothing to say". Errors here (a handler's, say) become `success`."""
     if match is None:
         return None
     try:
-        xml = render.render_reply(match.reply, message)
+        xml = render.render_reply(match.reply, message, app.handler_context)
     except Exception:
         log.exception("reply failed (rule=%s); answering success", record.rule)
         record.reply = "error"
@@ -268,20 +219,20 @@ def render_reply(match: Match | None, message: Message, record: RequestRecord) -
     return xml
 
 
-def answer_once(message: Message, match: Match | None, fingerprint: RequestFingerprint | None, current: Runtime,
+def answer_once(message: Message, match: Match | None, fingerprint: RequestFingerprint | None, app: App,
                 record: RequestRecord) -> str | None:
     """Dedupe and render: the reply for this message, the same one for every retry of it.
 
     A reply from the rules file has no side effects, so it is rendered first and stored by the claim
     itself (one Redis round trip); a handler runs code, so the message is claimed before it runs and
     the reply stored after (it runs once however many retries arrive)."""
-    key = retry_key(current.settings.appid, message)
+    key = retry_key(app.settings.appid, message)
     runs_code = match is not None and match.reply is not None and match.reply.kind == "handler"
     if runs_code:
-        claim = current.retry_cache.claim(key, fingerprint)
+        claim = app.retry_cache.claim(key, fingerprint)
     else:
-        xml = render_reply(match, message, record)
-        claim = current.retry_cache.claim_with_reply(key, xml, fingerprint)
+        xml = render_reply(match, message, app, record)
+        claim = app.retry_cache.claim_with_reply(key, xml, fingerprint)
     record.dedupe = claim.label
     if claim.outcome is Outcome.REPLAYED:
         raise forbidden("signature already used for another message")
@@ -294,21 +245,21 @@ def answer_once(message: Message, match: Match | None, fingerprint: RequestFinge
     if not runs_code:
         return xml
     if match.reply.background:  # runs in the worker: its reply if ready by the deadline, else `success` now
-        deadline = record.started + current.settings.reply_deadline
-        xml = answer_or_defer(match.reply, message, key, current.settings, deadline, record)
+        deadline = record.started + app.settings.reply_deadline
+        xml = answer_or_defer(match.reply, message, key, app.background, deadline, record)
     else:
-        xml = render_reply(match, message, record)
+        xml = render_reply(match, message, app, record)
     if claim.outcome is Outcome.FIRST:
-        current.retry_cache.store(claim.key, xml, local=claim.local)
+        app.retry_cache.store(claim.key, xml, local=claim.local)
     return xml
 
 
-def reply_response(xml: str | None, mode: str, query: dict[str, str], current: Runtime) -> Response:
+def reply_response(xml: str | None, mode: str, query: dict[str, str], app: App) -> Response:
     if xml is None:
         return Response("200 OK", NO_REPLY)
-    if mode in ("safe", "compatible") and current.aes_key is not None:
-        settings = current.settings
-        xml = encrypted_reply(xml, current.aes_key, settings.appid, settings.token, query["timestamp"], query["nonce"])
+    if mode in ("safe", "compatible") and app.aes_key is not None:
+        settings = app.settings
+        xml = encrypted_reply(xml, app.aes_key, settings.appid, settings.token, query["timestamp"], query["nonce"])
     return Response("200 OK", xml, XML_CONTENT_TYPE)
 
 
@@ -321,29 +272,27 @@ def rejection(error: Rejected, record: RequestRecord) -> Response:
 # --- the two requests --------------------------------------------------------------------------
 
 
-def respond_to_message(environ: dict[str, Any]) -> Response:
+def respond_to_message(environ: dict[str, Any], app: App) -> Response:
     """POST /weixin, as a Response; never raises."""
     record = RequestRecord()
     try:
-        assert runtime is not None, "handle.configure() was not called"
-        current = runtime
         query = read_query(environ)
-        verify_query(query, current.settings)
-        body = read_body(environ, current.settings.max_body_bytes)
-        mode, fields = open_envelope(parse_xml(body), query, current)
+        verify_query(query, app.settings)
+        body = read_body(environ, app.settings.max_body_bytes)
+        mode, fields = open_envelope(parse_xml(body), query, app)
         record.mode = mode
         message = parse_message(fields)
         record.kind = ":".join(describe(message))
-        match = route(message, current, record)
+        match = route(message, app, record)
         # Replay check in every mode: the signature covers only the triple, and a safe-mode push's triple
         # (without encrypt_type and msg_signature) verifies as well as a plaintext one's; the claim binds it
         # to this body, so WeChat's retries (the same bytes) pass and any other body is refused.
         fingerprint = RequestFingerprint.of(
-            current.settings.appid, query["signature"], query["timestamp"], query["nonce"], body,
-            current.settings.timestamp_window,
+            app.settings.appid, query["signature"], query["timestamp"], query["nonce"], body,
+            app.settings.timestamp_window,
         )
-        xml = answer_once(message, match, fingerprint, current, record)
-        return reply_response(xml, mode, query, current)
+        xml = answer_once(message, match, fingerprint, app, record)
+        return reply_response(xml, mode, query, app)
     except Rejected as error:
         drain_body(environ)
         return rejection(error, record)
@@ -359,16 +308,15 @@ def respond_to_message(environ: dict[str, Any]) -> Response:
         record.write("POST")
 
 
-def respond_to_verification(environ: dict[str, Any]) -> Response:
+def respond_to_verification(environ: dict[str, Any], app: App) -> Response:
     """GET /weixin: echo `echostr` when the signature is right (the console's URL check)."""
     record = RequestRecord(kind="verify")
     try:
-        assert runtime is not None, "handle.configure() was not called"
         query = read_query(environ)
         if not query:
             record.reply = "status-page"
             return Response("200 OK", STATUS_PAGE)
-        verify_query(query, runtime.settings)
+        verify_query(query, app.settings)
         if "echostr" not in query:
             raise forbidden("missing echostr")
         echostr = query["echostr"]
@@ -397,28 +345,29 @@ def _through_web_py(response: Response) -> str:
 
 
 class Handle:
-    """The web.py view for /weixin (index.py's URL map)."""
+    """The web.py view for /weixin (index.py's URL map); the App comes from `web.ctx.app` (index.py)."""
 
     def GET(self) -> str:
-        return _through_web_py(respond_to_verification(web.ctx.env))
+        return _through_web_py(respond_to_verification(web.ctx.env, web.ctx.app))
 
     def POST(self) -> str:
-        return _through_web_py(respond_to_message(web.ctx.env))
+        return _through_web_py(respond_to_message(web.ctx.env, web.ctx.app))
 
 
 WsgiApp = Callable[[dict[str, Any], Callable[..., Any]], Iterable[bytes]]
 
 
-def direct_message_route(web_py_app: WsgiApp) -> WsgiApp:
+def direct_message_route(web_py_app: WsgiApp, app: App) -> WsgiApp:
     """web.py middleware: POST /weixin goes straight to `respond_to_message`, the same code Handle.POST
-    runs, skipping web.py's per-request setup (about 30 µs, a sixth of a message's cost); every other
-    request goes through web.py, and any other /weixin answer of web.py's own (405 for PUT) gets nosniff."""
+    runs, skipping web.py's per-request setup (web.ctx, processors), which every message would pay for
+    nothing; every other request goes through web.py, and any other /weixin answer of web.py's own (405
+    for PUT) gets nosniff."""
 
     def application(environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterable[bytes]:
         if environ.get("PATH_INFO") != "/weixin":
             return web_py_app(environ, start_response)
         if environ.get("REQUEST_METHOD") == "POST":
-            response = respond_to_message(environ)
+            response = respond_to_message(environ, app)
             body = response.body.encode("utf-8")
             start_response(
                 response.status,

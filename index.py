@@ -1,4 +1,5 @@
-"""The web.py application: the URL map, and `application`, the WSGI callable that uWSGI loads."""
+"""The web process's entry point: builds the App (weixin/app.py), maps the URLs, and makes `application`, the
+WSGI callable that uWSGI loads."""
 
 from __future__ import annotations
 
@@ -12,6 +13,7 @@ web.config.debug = False
 
 import handle  # noqa: E402
 import weixin.oauth.routes  # noqa: E402
+from weixin.app import App  # noqa: E402
 from weixin.config import ConfigError, check_deadline_under_harakiri, load_settings  # noqa: E402
 from weixin.logs import configure_logging, configured_secrets  # noqa: E402
 from weixin.rules import RulesError  # noqa: E402
@@ -57,7 +59,8 @@ def _after_every_fork(callback: Callable[[], None]) -> None:
     postfork(callback)
 
 
-def _start() -> web.application:
+def build_app() -> App:
+    """The App from the environment; a configuration or replies-file error stops start-up (exit 2)."""
     try:
         settings = load_settings()
         check_deadline_under_harakiri(settings.reply_deadline, uwsgi_harakiri_seconds())
@@ -66,18 +69,33 @@ def _start() -> web.application:
         raise SystemExit(2) from None
     configure_logging(settings.log_level, configured_secrets(settings))
     try:
-        runtime = handle.configure(settings)
+        app = App.build(settings)
     except RulesError as error:
         sys.stderr.write(f"replies file error:\n{error}\n")
         raise SystemExit(2) from None
     # uWSGI forks its workers (respawned ones too) from this process's copy of the rules, read at start-up.
-    _after_every_fork(runtime.replies.after_fork)
-    return web.application(urls, {"handle": handle, "weixin": weixin})
+    _after_every_fork(app.after_fork)
+    return app
 
 
-app = _start()
+def web_py_application(app: App) -> web.application:
+    """web.py's application for `app`. Its views (handle.Handle, weixin.health.Health, the OAuth pages) are
+    classes web.py instantiates itself, so they cannot be handed the App: a loadhook puts it in `web.ctx.app`
+    at the start of every request (web.py clears `web.ctx` between requests), the way Flask's application
+    context makes `current_app` the app that is serving."""
+    web_py_app = web.application(urls, {"handle": handle, "weixin": weixin})
+
+    def set_app() -> None:
+        web.ctx.app = app
+
+    web_py_app.add_processor(web.loadhook(set_app))
+    return web_py_app
+
+
+app = build_app()
+web_py_app = web_py_application(app)
 # The middleware sends POST /weixin straight to the code Handle.POST runs (see handle.py); the rest is web.py.
-application = app.wsgifunc(handle.direct_message_route)
+application = handle.direct_message_route(web_py_app.wsgifunc(), app)
 
 if __name__ == "__main__":
-    app.run()
+    web_py_app.run()

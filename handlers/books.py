@@ -7,12 +7,10 @@ The pure parts (parse_isbn, book_from_open_library, book_card, the texts) are ap
 from __future__ import annotations
 
 import contextlib
-import functools
 import http.client
 import itertools
 import json
 import logging
-import os
 import re
 import socket
 import threading
@@ -30,7 +28,9 @@ from urllib3.exceptions import HTTPError as Urllib3Error
 from urllib3.poolmanager import pool_classes_by_scheme as urllib3_pool_classes
 from wechatpy.messages import BaseMessage
 
+from weixin import redis_clients
 from weixin.config import Settings, load_settings
+from weixin.render import HandlerContext
 
 log = logging.getLogger("books")
 
@@ -411,24 +411,10 @@ def fetch_book(isbn13: str, base: str, deadline_seconds: float = SOURCE_DEADLINE
     return book_from_open_library(parse_source_json(body), isbn13, base)
 
 
-@functools.cache
-def _settings() -> Settings:
-    return load_settings(require_token=False)
-
-
-_clients: dict[tuple[int, str], redis.Redis] = {}
-
-
-def _redis(url: str) -> redis.Redis:
-    key = (os.getpid(), url)  # a connection must not be shared across fork (rq forks a process per job)
-    if key not in _clients:
-        _clients[key] = redis.Redis.from_url(url, socket_connect_timeout=1, socket_timeout=2)
-    return _clients[key]
-
-
-def find_book(isbn13: str, settings: Settings) -> Book | None:
-    """The book for a valid ISBN-13, from the cache or the source (caching what the source said)."""
-    cache = BookCache(_redis(settings.redis_url))
+def find_book(isbn13: str, settings: Settings, client: redis.Redis) -> Book | None:
+    """The book for a valid ISBN-13, from the cache in `client`'s Redis or the source (caching what the
+    source said)."""
+    cache = BookCache(client)
     hit, book = cache.get(isbn13)
     if hit:
         return book
@@ -437,16 +423,21 @@ def find_book(isbn13: str, settings: Settings) -> Book | None:
     return book
 
 
-def lookup(message: BaseMessage) -> str | list[dict[str, str]]:
-    """The handler for ISBN messages: a news card, or a text saying what is wrong."""
+def lookup(message: BaseMessage, context: HandlerContext | None = None) -> str | list[dict[str, str]]:
+    """The handler for ISBN messages: a news card, or a text saying what is wrong. The web process and the
+    worker pass their HandlerContext; a call without one (a script) builds its own for this one lookup."""
     check = parse_isbn(str(getattr(message, "content", "") or ""))
     if check.problem == "checksum":
         return checksum_text(check)
     if check.isbn13 is None:
         return format_text(check)
-    settings = _settings()
+    if context is None:
+        settings = load_settings(require_token=False)
+        with contextlib.closing(redis_clients.cache(settings.redis_url)) as client:
+            return lookup(message, HandlerContext(settings, client))
+    settings = context.settings
     try:
-        book = find_book(check.isbn13, settings)
+        book = find_book(check.isbn13, settings, context.redis)
     except BookSourceError as error:
         log.warning("book source failed for an ISBN lookup: %s", error)
         return UNAVAILABLE_TEXT

@@ -35,6 +35,15 @@ class AllowlistedJob(Job):
     """An rq Job that refuses to resolve a function, an instance method or a callback outside the allowlist,
     and to send webhooks."""
 
+    # The worker's WorkerContext (slow_replies/perform.py), bound by `for_context`: the job's function gets it.
+    worker_context: Any = None
+
+    @classmethod
+    def for_context(cls, context: Any) -> type[AllowlistedJob]:
+        """This job class with `context` handed to every job's function (rq builds the job objects itself from
+        the class it is given, so the worker's context rides on the class, not in a module global)."""
+        return type(cls.__name__, (cls,), {"worker_context": context})
+
     @property
     def func(self) -> Any:
         name = self.func_name
@@ -58,7 +67,9 @@ class AllowlistedJob(Job):
             refused = True
         if refused:
             raise JobRefused(f"job {self.id} names code that is not on the worker's allowlist")
-        return super().func
+        if self.worker_context is None:
+            return super().func
+        return functools.partial(super().func, context=self.worker_context)
 
     # Never imported, whatever a job names (rq would call them around a refused job too).
     @property
@@ -83,25 +94,33 @@ def background_handlers(rules: RuleSet) -> frozenset[str]:
     return frozenset(path for path in paths if path)
 
 
-@functools.cache
-def handlers_at_start(replies_file: Path) -> frozenset[str]:
-    """The background handlers of the replies file as the worker loaded it at start (preload calls this
-    in the worker; each job's forked process inherits the answer), so a file that is broken or half
-    saved when a job runs does not refuse the handlers that were valid."""
+def handlers_in(replies_file: Path) -> frozenset[str]:
+    """The background handlers of the replies file as it is now (none when it is broken)."""
     try:
         return background_handlers(load_rules(replies_file))
     except RulesError:
         return frozenset()
 
 
-def handler_allowed(handler: str, replies_file: Path) -> bool:
-    """True if a background rule names `handler`, in the file as loaded at start or as it is now (a rule
-    added since the worker started; reading the file again costs about a millisecond once its handlers
-    are imported). A handler under its old name (`books:lookup`) is the one under its new name."""
-    handler = current_handler_name(handler)
-    if handler in handlers_at_start(replies_file):
-        return True
-    try:
-        return handler in background_handlers(load_rules(replies_file))
-    except RulesError:
-        return False
+class HandlerAllowlist:
+    """The handlers a job may run: those of the replies file as the worker loaded it at start (the worker
+    builds this once; each job's forked process inherits it), so a file that is broken or half saved when
+    a job runs does not refuse the handlers that were valid, and those of the file as it is now."""
+
+    def __init__(self, replies_file: Path) -> None:
+        self.replies_file = replies_file
+        self.at_start = handlers_in(replies_file)
+
+    def allows(self, handler: str) -> bool:
+        """True if a background rule names `handler`, in the file as loaded at start or as it is now (a rule
+        added since the worker started; only a handler missing at start pays for reading the file again,
+        and its handlers are imported by then). A handler under its old name (`books:lookup`) is the one
+        under its new name."""
+        handler = current_handler_name(handler)
+        if handler in self.at_start:
+            return True
+        try:
+            return handler in background_handlers(load_rules(self.replies_file))
+        except RulesError:
+            return False
+

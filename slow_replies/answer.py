@@ -4,18 +4,14 @@ and answer with it, or with nothing (`success`) and leave the worker to send it.
 from __future__ import annotations
 
 import logging
-import os
 import time
-from dataclasses import dataclass
-from typing import Any
 
 import redis
-from redis.backoff import NoBackoff
-from redis.retry import Retry
-from rq import Queue, Worker
+from rq import Worker
 
 from slow_replies.handoff import PASSIVE, WAITING, HandOff
 from slow_replies.jobs import JobSpec, enqueue, job_id_for, make_queue
+from weixin import redis_clients
 from weixin.config import Settings
 from weixin.messages import Message, reply_type
 from weixin.request_record import RequestRecord
@@ -28,49 +24,38 @@ log = logging.getLogger("weixin")
 REDIS_TIMER_SLACK_SECONDS = 0.1
 POLL_SECONDS = 0.01
 WORKER_CHECK_INTERVAL = 60.0
-_next_worker_check = 0.0
 
 
-@dataclass
-class _Connections:
-    handoff: HandOff
-    queue: Queue
+class BackgroundReplies:
+    """The web process's side of the hand-off: its connections and when it last looked for a worker. One per
+    App (weixin/app.py); built before uWSGI forks, its clients open their connections in each worker."""
 
-
-_connections: dict[tuple[int, str], _Connections] = {}
-
-
-def _connections_for(settings: Settings) -> _Connections:
-    """Made in each uWSGI worker after the fork: short timeouts, no retries (the request has seconds)."""
-    key = (os.getpid(), settings.redis_url)
-    if key not in _connections:
-        options: dict[str, Any] = {"socket_connect_timeout": 0.25, "retry": Retry(NoBackoff(), 0)}
-        client = redis.Redis.from_url(settings.redis_url, socket_timeout=0.5, **options)
+    def __init__(self, settings: Settings) -> None:
+        client = redis_clients.request_path(settings.redis_url)
         # Blocks for the result for up to the whole deadline.
-        waiter = redis.Redis.from_url(settings.redis_url, socket_timeout=settings.reply_deadline + 0.5, **options)
-        _connections[key] = _Connections(HandOff(client, waiter), make_queue(client))
-    return _connections[key]
+        waiter = redis_clients.result_waiter(settings.redis_url, settings.reply_deadline)
+        self.handoff = HandOff(client, waiter)
+        self.queue = make_queue(client)
+        self._next_worker_check = 0.0
+
+    def warn_if_no_worker(self) -> None:
+        """Jobs wait safely in Redis without a worker, but nobody gets an answer: say so (looked at once a
+        minute; two threads may both look, which only costs a second look)."""
+        if time.monotonic() < self._next_worker_check:
+            return
+        self._next_worker_check = time.monotonic() + WORKER_CHECK_INTERVAL
+        if Worker.count(queue=self.queue) == 0:
+            log.warning("no slow_replies worker is running: background replies wait in Redis until one starts "
+                        "(python -m slow_replies worker, or systemctl start weixin-worker)")
 
 
-def _warn_if_no_worker(queue: Queue) -> None:
-    """Jobs wait safely in Redis without a worker, but nobody gets an answer: say so (looked at once a minute)."""
-    global _next_worker_check
-    if time.monotonic() < _next_worker_check:
-        return
-    _next_worker_check = time.monotonic() + WORKER_CHECK_INTERVAL
-    if Worker.count(queue=queue) == 0:
-        log.warning("no slow_replies worker is running: background replies wait in Redis until one starts "
-                    "(python -m slow_replies worker, or systemctl start weixin-worker)")
-
-
-def answer_or_defer(reply: Reply, message: Message, retry_key: str, settings: Settings, deadline: float,
+def answer_or_defer(reply: Reply, message: Message, retry_key: str, background: BackgroundReplies, deadline: float,
                     record: RequestRecord) -> str | None:
     """The passive reply XML if the worker's result is ready before `deadline` (a time.perf_counter() value),
     else None (answer `success`; the worker sends the result later). Sets `record.reply`."""
     job_id = job_id_for(retry_key)
     try:
-        connections = _connections_for(settings)
-        handoff = connections.handoff
+        handoff = background.handoff
         remaining = deadline - time.perf_counter()
         spec = JobSpec(job_id, handler_path(reply.value) or "", dict(message.fields), time.time() + remaining,
                        str(record.rule))
@@ -79,8 +64,8 @@ def answer_or_defer(reply: Reply, message: Message, retry_key: str, settings: Se
         if created or taken.state == WAITING:
             # A retry finding the job still waiting queues it too, in case the first delivery died between the
             # two steps; rq refuses a second job with the same id.
-            enqueue(connections.queue, spec)
-            _warn_if_no_worker(connections.queue)
+            enqueue(background.queue, spec)
+            background.warn_if_no_worker()
         while taken is None or taken.state == WAITING:
             remaining = deadline - time.perf_counter()
             if remaining > REDIS_TIMER_SLACK_SECONDS:

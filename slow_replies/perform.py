@@ -3,23 +3,19 @@ past its deadline, send it as a customer-service message. Safe to run again afte
 
 from __future__ import annotations
 
-import functools
 import logging
-import os
 import time
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
-import redis
-
-from slow_replies.allowlist import handler_allowed
+from slow_replies.allowlist import HandlerAllowlist
 from slow_replies.custom_message import NotSendable, custom_message, encode
 from slow_replies.delivery import CustomMessageSender
 from slow_replies.handoff import FAILED, FINISHED, PASSIVE, READY, SENDING, SENT, HandOff
 from slow_replies.jobs import JobSpec
-from weixin import messages, render
+from weixin import messages, redis_clients, render
 from weixin.config import Settings, load_settings
+from weixin.render import HandlerContext
 from weixin.rules import resolve_handler
 
 log = logging.getLogger("slow_replies")
@@ -33,36 +29,46 @@ MAX_WAIT_FOR_WEB_SECONDS = 5.0
 
 @dataclass
 class WorkerContext:
+    """What a job needs, built once by the worker (slow_replies/worker.py) before rq forks a process per job:
+    each job's process inherits it, and its Redis clients open their own connections there (redis-py's pool
+    starts over in a forked child; see weixin/redis_clients.py)."""
+
     settings: Settings
     handoff: HandOff
     sender: CustomMessageSender
+    allowlist: HandlerAllowlist
+    handler_context: HandlerContext
 
-
-@functools.cache
-def _context(pid: int) -> WorkerContext:
-    """Per process: rq runs each job in a fresh fork, whose connections must be its own."""
-    settings = load_settings(require_token=False)
-    client = redis.Redis.from_url(settings.redis_url, socket_connect_timeout=2, socket_timeout=10)
-    return WorkerContext(settings, HandOff(client), CustomMessageSender(settings.api_base, settings.appid, client))
+    @classmethod
+    def build(cls, settings: Settings) -> WorkerContext:
+        client = redis_clients.job(settings.redis_url)
+        return cls(
+            settings=settings,
+            handoff=HandOff(client),
+            sender=CustomMessageSender(settings.api_base, settings.appid, client),
+            allowlist=HandlerAllowlist(settings.replies_file),
+            handler_context=HandlerContext(settings, redis_clients.cache(settings.redis_url)),
+        )
 
 
 def masked_openid(openid: str) -> str:
     return f"{openid[:4]}…{openid[-4:]}" if len(openid) > 10 else "…"
 
 
-def compute(spec: JobSpec, replies_file: Path) -> tuple[str | None, str | None]:
+def compute(spec: JobSpec, context: WorkerContext) -> tuple[str | None, str | None]:
     """The passive reply XML and the custom/send body (JSON text) of the handler's answer; (None, None) when
     it has nothing to say or fails (logged: the follower then gets nothing, as with a failing passive handler)."""
-    if not handler_allowed(spec.handler, replies_file):
+    if not context.allowlist.allows(spec.handler):
         # Never imported: the name came from Redis, where anyone with access could have written it.
         log.error("refused handler %r of job %s: no background rule of %s names it; not running it",
-                  spec.handler, spec.job_id, replies_file)
+                  spec.handler, spec.job_id, context.settings.replies_file)
         return None, None
     try:
         # The web process's parser, so that the handler sees the message it would have seen.
         message = messages.parse(spec.fields)
-        reply = render.reply_from_value(resolve_handler(spec.handler)(message.wechat), message)
-        xml = render.render_reply(reply, message)
+        value = render.call_handler(resolve_handler(spec.handler), message.wechat, context.handler_context)
+        reply = render.reply_from_value(value, message)
+        xml = render.render_reply(reply, message, context.handler_context)
     except Exception:
         log.exception("background handler %s failed (rule=%s); nothing will be sent", spec.handler, spec.rule)
         return None, None
@@ -74,10 +80,13 @@ def compute(spec: JobSpec, replies_file: Path) -> tuple[str | None, str | None]:
     return xml, encode(body).decode("utf-8") if body else None
 
 
-def perform_background_reply(data: dict[str, Any]) -> str:
-    """rq's entry point: the job's final state (passive, sent, failed, nothing, or unknown)."""
+def perform_background_reply(data: dict[str, Any], context: WorkerContext | None = None) -> str:
+    """rq's entry point: the job's final state (passive, sent, failed, nothing, or unknown). The worker's job
+    class passes its `context` (slow_replies/allowlist.py); without one (a script re-running a job) it is
+    built from the environment for this job."""
     spec = JobSpec.from_json(data)
-    context = _context(os.getpid())
+    if context is None:
+        context = WorkerContext.build(load_settings(require_token=False))
     handoff = context.handoff
     who = masked_openid(str(spec.fields.get("FromUserName") or ""))
     state = handoff.state(spec.job_id)
@@ -93,7 +102,7 @@ def perform_background_reply(data: dict[str, Any]) -> str:
     if state == READY:  # an earlier run stored the result and died while waiting for the web process
         outcome = READY
     else:
-        xml, body = compute(spec, context.settings.replies_file)
+        xml, body = compute(spec, context)
         outcome = handoff.finish(spec.job_id, xml, body)
     if outcome == READY:
         wait = min(spec.deadline + DEADLINE_GRACE_SECONDS - time.time(), MAX_WAIT_FOR_WEB_SECONDS)

@@ -5,12 +5,13 @@ from __future__ import annotations
 import importlib
 import logging
 
-import redis
 from rq import Worker
 from rq.serializers import JSONSerializer
 
-from slow_replies.allowlist import AllowlistedJob, handlers_at_start
+from slow_replies.allowlist import AllowlistedJob
 from slow_replies.jobs import QUEUE_NAME
+from slow_replies.perform import WorkerContext
+from weixin import redis_clients
 from weixin.config import Settings
 from weixin.rules import RulesError, load_rules
 
@@ -25,7 +26,6 @@ def preload(settings: Settings) -> int:
     """Import the job's code and the replies file's handlers once, so that each job's forked process starts
     with them loaded (importing them per job costs about 0.2 s). Returns the number of background rules."""
     importlib.import_module("slow_replies.perform")
-    handlers_at_start(settings.replies_file)  # the handler allowlist each job's process inherits
     try:
         rules = load_rules(settings.replies_file)
     except RulesError as error:
@@ -36,15 +36,17 @@ def preload(settings: Settings) -> int:
 
 def run_worker(settings: Settings, burst: bool = False) -> int:
     """Work until SIGTERM (warm shutdown: the running job finishes first) or, with `burst`, an empty queue."""
-    client = redis.Redis.from_url(settings.redis_url, socket_connect_timeout=5)
+    client = redis_clients.worker(settings.redis_url)
     background_rules = preload(settings)
+    # Built once here; rq forks a process per job, which inherits it (with the handler allowlist as loaded now).
+    context = WorkerContext.build(settings)
     log.info("slow_replies worker: queue %s, %d background rules in %s", QUEUE_NAME, background_rules,
              settings.replies_file)
     worker = Worker(
         [QUEUE_NAME],  # by name, so that the worker builds the queue with the allowlisted job class
         connection=client,
         serializer=JSONSerializer,
-        job_class=AllowlistedJob,
+        job_class=AllowlistedJob.for_context(context),
         maintenance_interval=MAINTENANCE_INTERVAL_SECONDS,
     )
     worker.work(burst=burst, logging_level=settings.log_level, with_scheduler=False)

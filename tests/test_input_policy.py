@@ -196,7 +196,7 @@ def test_every_weixin_answer_says_nosniff(weixin: str) -> None:
 
 
 def test_web_py_view_alone_says_nosniff_too(redis_server) -> None:
-    """Handle.POST without the direct route (index.app.wsgifunc()) sets the same header."""
+    """Handle.POST without the direct route (index.web_py_app.wsgifunc()) sets the same header."""
     script = textwrap.dedent(
         """
         import io
@@ -205,7 +205,7 @@ def test_web_py_view_alone_says_nosniff_too(redis_server) -> None:
         from urllib.parse import urlencode
 
         body = with_fresh_ids(fixture("messages/text.xml"))
-        for name, application in (("web.py", index.app.wsgifunc()), ("direct", index.application)):
+        for name, application in (("web.py", index.web_py_app.wsgifunc()), ("direct", index.application)):
             for method in ("GET", "POST"):
                 environ = {"REQUEST_METHOD": method, "PATH_INFO": "/weixin", "SERVER_NAME": "t",
                            "QUERY_STRING": urlencode(signed_query("routetoken", echostr="12")),

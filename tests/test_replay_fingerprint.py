@@ -23,8 +23,9 @@ from tests.wechat_requests import (
     signed_query,
     with_fresh_ids,
 )
+from weixin import redis_clients
 from weixin.config import ConfigError, load_settings
-from weixin.dedupe import Outcome, RequestFingerprint, RetryCache, fail_fast_client
+from weixin.dedupe import Outcome, RequestFingerprint, RetryCache
 from weixin.local_dedupe import MemoryClaims
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -96,7 +97,7 @@ def test_plaintext_pushes_with_an_aes_key_configured_are_warned_about_once_a_min
 
 
 def test_the_rate_limit_allows_one_per_interval() -> None:
-    from handle import RateLimit
+    from weixin.logs import RateLimit
 
     limit = RateLimit(60.0)
     assert limit.allow(now=1000.0)
@@ -119,7 +120,7 @@ def test_a_fingerprint_lives_at_least_twice_the_timestamp_window(redis_client: r
 
 
 def test_while_redis_is_down_the_local_stand_in_keeps_fingerprints_too() -> None:
-    cache = RetryCache(fail_fast_client(f"redis://127.0.0.1:{free_port()}/0"), fallback=MemoryClaims())
+    cache = RetryCache(redis_clients.request_path(f"redis://127.0.0.1:{free_port()}/0"), fallback=MemoryClaims())
     original = RequestFingerprint.of("wxapp", "sig", "1700000000", "42", b"<xml>original</xml>", 300)
     first = cache.claim_with_reply("wechat:msg:wxapp:id:1", "<xml>reply</xml>", original)
     assert (first.outcome, first.local) == (Outcome.FIRST, True)

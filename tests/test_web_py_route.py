@@ -28,7 +28,7 @@ def test_handle_post_through_web_py_and_the_direct_route_give_the_same_answer(re
             chunks = application(environ, lambda status, headers: seen.update(status=status, headers=dict(headers)))
             return seen["status"], seen["headers"]["Content-Type"], b"".join(chunks).decode()
 
-        web_py_only = index.app.wsgifunc()
+        web_py_only = index.web_py_app.wsgifunc()
         for name in ("messages/text.xml", "events/subscribe.xml", "attacks/xxe_file.xml"):
             answers = []
             for application in (web_py_only, index.application):

@@ -5,6 +5,7 @@ Redis through `token_service.consumer` (or `redis-cli GET wechat:access_token:<a
 """
 
 from token_service.consumer import (
+    TokenClient,
     TokenServiceClient,
     TokenUnavailable,
     get_access_token,
@@ -14,6 +15,7 @@ from token_service.consumer import (
 )
 
 __all__ = [
+    "TokenClient",
     "TokenServiceClient",
     "TokenUnavailable",
     "get_access_token",

@@ -13,12 +13,13 @@ import redis
 from token_service.consumer import TokenUnavailable, get_access_token, get_jsapi_ticket, request_refresh
 from token_service.settings import TokenSettings, load_token_settings, require_secret
 from token_service.store import ACCESS_TOKEN, JSAPI_TICKET, TokenStore, masked
+from weixin import redis_clients
 from weixin.config import ConfigError, redact_url
 from weixin.logs import configure_stream_logging, configured_secrets
 
 
 def _client(settings: TokenSettings) -> redis.Redis:
-    return redis.Redis.from_url(settings.redis_url, socket_timeout=5, socket_connect_timeout=5)
+    return redis_clients.daemon(settings.redis_url)
 
 
 def command_run(settings: TokenSettings, args: argparse.Namespace) -> int:

@@ -10,53 +10,67 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from weixin import config
-from weixin.config import ConfigError
+from weixin.config import ConfigError, Parser, Variable, boolean, choice, number, read_table
 
 TOKEN_SOURCES = ("stable", "classic")
 
 
 @dataclass(frozen=True)
 class TokenSettings:
+    """The token service's settings: TOKEN_VARIABLES below gives each one's variable and default."""
+
     appid: str
     appsecret: str
     redis_url: str
     api_base: str
     # "stable" = POST /cgi-bin/stable_token in normal mode; "classic" = GET /cgi-bin/token.
-    source: str = "stable"
+    source: str
     # WeChat's old/new overlap: a stable token is rotated in its last `overlap` seconds, a classic
     # token stays valid this long after the next fetch. Refreshes are scheduled inside this window.
-    overlap: float = 300.0
+    overlap: float
     # The Redis TTL ends this long before WeChat's expiry, so nobody reads a token about to die.
-    expiry_margin: float = 60.0
-    lock_lease: float = 30.0
-    http_timeout: float = 5.0
+    expiry_margin: float
+    lock_lease: float
+    http_timeout: float
     # Back-off after -1 / 45011 / network errors: base doubles up to the cap.
-    backoff_base: float = 2.0
-    backoff_cap: float = 60.0
+    backoff_base: float
+    backoff_cap: float
     # Forced (invalidating) refreshes: WeChat allows 20/day at least 30 s apart for stable_token.
-    force_daily_limit: int = 20
-    force_spacing: float = 30.0
+    force_daily_limit: int
+    force_spacing: float
     # Pause after an error that needs a human (whitelist, frozen secret...); overrides the per-errcode
     # default when set (tests use it; operators normally leave it unset).
-    stop_pause: float | None = None
-    jsapi_ticket: bool = True
-    log_level: str = "INFO"
+    stop_pause: float | None
+    jsapi_ticket: bool
+    log_level: str
 
     def __repr__(self) -> str:  # the secret must never reach a log or a traceback
         return f"TokenSettings(appid={self.appid!r}, source={self.source!r}, api_base={self.api_base!r})"
 
 
-def _number(env: Mapping[str, str], name: str, default: float, minimum: float) -> float:
-    raw = env.get(name, "").strip()
-    if not raw:
-        return default
-    try:
-        value = float(raw)
-    except ValueError:
-        raise ConfigError(f"{name} must be a number of seconds, got {raw!r}") from None
-    if value < minimum:
-        raise ConfigError(f"{name} must be at least {minimum}, got {raw!r}")
-    return value
+def seconds(minimum: float, *, optional: bool = False) -> Parser:
+    """A duration in seconds (a float), at least `minimum`."""
+    return number(float, minimum, what="a number of seconds", optional=optional)
+
+
+# The TOKEN_* variables; a blank one is unset (its default), except TOKEN_JSAPI_TICKET, where blank is off.
+# The shared ones (WECHAT_APPID, REDIS_URL...) come from weixin/config.py's table.
+TOKEN_VARIABLES = (
+    Variable("TOKEN_SOURCE", "source", choice(
+        TOKEN_SOURCES, "must be stable or classic, got {value!r}", fold=str.lower), "stable", blank_is_default=True),
+    Variable("TOKEN_OVERLAP_SECONDS", "overlap", seconds(1.0), "300", blank_is_default=True),
+    # Blank: min(60, overlap / 5), in load_token_settings.
+    Variable("TOKEN_EXPIRY_MARGIN_SECONDS", "expiry_margin", seconds(0.05, optional=True)),
+    Variable("TOKEN_LOCK_LEASE_SECONDS", "lock_lease", seconds(0.3), "30", blank_is_default=True),
+    Variable("TOKEN_HTTP_TIMEOUT_SECONDS", "http_timeout", seconds(0.1), "5", blank_is_default=True),
+    Variable("TOKEN_BACKOFF_SECONDS", "backoff_base", seconds(0.01), "2", blank_is_default=True),
+    Variable("TOKEN_BACKOFF_CAP_SECONDS", "backoff_cap", seconds(0.01), "60", blank_is_default=True),
+    # A count, read as a float and truncated, as it always was.
+    Variable("TOKEN_FORCE_DAILY_LIMIT", "force_daily_limit", number(float, 0), "20", blank_is_default=True),
+    Variable("TOKEN_FORCE_SPACING_SECONDS", "force_spacing", seconds(0.0), "30", blank_is_default=True),
+    Variable("TOKEN_STOP_PAUSE_SECONDS", "stop_pause", seconds(0.01, optional=True)),
+    Variable("TOKEN_JSAPI_TICKET", "jsapi_ticket", boolean, "1"),
+)
 
 
 def load_token_settings(
@@ -65,35 +79,17 @@ def load_token_settings(
     """Settings for the daemon and the consumers, from `environ` (default os.environ) and `.env`."""
     merged = config.merged_environment(environ, dotenv_path)
     base = config.load_settings(merged, dotenv_path, require_token=False)
-
     if not base.appid:
         raise ConfigError("WECHAT_APPID is required by the token service (it looks like wx0123456789abcdef)")
-    source = merged.get("TOKEN_SOURCE", "stable").strip().lower() or "stable"
-    if source not in TOKEN_SOURCES:
-        raise ConfigError(f"TOKEN_SOURCE must be stable or classic, got {source!r}")
-    overlap = _number(merged, "TOKEN_OVERLAP_SECONDS", 300.0, 1.0)
-    expiry_margin = _number(merged, "TOKEN_EXPIRY_MARGIN_SECONDS", min(60.0, overlap / 5), 0.05)
-    if expiry_margin >= overlap / 2:
+    values = read_table(TOKEN_VARIABLES, merged)
+    if values["expiry_margin"] is None:
+        values["expiry_margin"] = min(60.0, values["overlap"] / 5)
+    if values["expiry_margin"] >= values["overlap"] / 2:
         raise ConfigError("TOKEN_EXPIRY_MARGIN_SECONDS must be less than half of TOKEN_OVERLAP_SECONDS")
-    stop_pause_raw = merged.get("TOKEN_STOP_PAUSE_SECONDS", "").strip()
-    jsapi_raw = merged.get("TOKEN_JSAPI_TICKET", "1")
+    values["force_daily_limit"] = int(values["force_daily_limit"])
     return TokenSettings(
-        appid=base.appid,
-        appsecret=base.appsecret,
-        redis_url=base.redis_url,
-        api_base=base.api_base,
-        source=source,
-        overlap=overlap,
-        expiry_margin=expiry_margin,
-        lock_lease=_number(merged, "TOKEN_LOCK_LEASE_SECONDS", 30.0, 0.3),
-        http_timeout=_number(merged, "TOKEN_HTTP_TIMEOUT_SECONDS", 5.0, 0.1),
-        backoff_base=_number(merged, "TOKEN_BACKOFF_SECONDS", 2.0, 0.01),
-        backoff_cap=_number(merged, "TOKEN_BACKOFF_CAP_SECONDS", 60.0, 0.01),
-        force_daily_limit=int(_number(merged, "TOKEN_FORCE_DAILY_LIMIT", 20, 0)),
-        force_spacing=_number(merged, "TOKEN_FORCE_SPACING_SECONDS", 30.0, 0.0),
-        stop_pause=_number(merged, "TOKEN_STOP_PAUSE_SECONDS", 0.0, 0.01) if stop_pause_raw else None,
-        jsapi_ticket=config.parse_bool("TOKEN_JSAPI_TICKET", jsapi_raw),
-        log_level=base.log_level,
+        appid=base.appid, appsecret=base.appsecret, redis_url=base.redis_url, api_base=base.api_base,
+        log_level=base.log_level, **values,
     )
 
 

@@ -1,7 +1,9 @@
 """Read and validate the configuration (environment variables, optional `.env`) in one place.
 
 `load_settings()` is called once at start-up; a missing or malformed value raises `ConfigError`
-with one line that names the variable and says what is expected.
+with one line that names the variable and says what is expected. Each variable is a row of VARIABLES
+(variable, field, parser with its rule, default); token_service/settings.py reads its own table with
+the same parsers.
 """
 
 from __future__ import annotations
@@ -9,14 +11,12 @@ from __future__ import annotations
 import math
 import os
 import re
-from collections.abc import Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
-AES_KEY_PATTERN = re.compile(r"^[A-Za-z0-9]{43}$")
-APPID_PATTERN = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
-TOKEN_PATTERN = re.compile(r"^[A-Za-z0-9]{3,32}$")
 
 
 class ConfigError(Exception):
@@ -25,28 +25,30 @@ class ConfigError(Exception):
 
 @dataclass(frozen=True)
 class Settings:
+    """The web process's settings; VARIABLES below says where each comes from and its default."""
+
     token: str
-    appid: str = ""
-    appsecret: str = ""
-    encoding_aes_key: str = ""
-    require_encryption: bool = False
-    redis_url: str = "redis://127.0.0.1:6379/0"
-    api_base: str = "https://api.weixin.qq.com"
-    books_api_base: str = "https://openlibrary.org"
-    replies_file: Path = PROJECT_ROOT / "replies.yaml"
-    timestamp_window: int = 300
-    max_body_bytes: int = 64 * 1024
+    appid: str
+    appsecret: str
+    encoding_aes_key: str
+    require_encryption: bool
+    redis_url: str
+    api_base: str
+    books_api_base: str
+    replies_file: Path
+    timestamp_window: int
+    max_body_bytes: int
     # Seconds from a message's arrival to our answer. WeChat's 5 s include the network both ways: a reply
     # not ready by then becomes `success` now and a customer-service message later (slow_replies).
     # uwsgi.xml's harakiri (6) leaves the margin check_deadline_under_harakiri asks for.
-    reply_deadline: float = 3.5
-    log_level: str = "INFO"
+    reply_deadline: float
+    log_level: str
     # Web authorization (weixin/oauth/): where followers reach this app, WeChat's authorize host, the cookie key.
-    public_base_url: str = ""
-    open_base: str = "https://open.weixin.qq.com"
-    session_secret: str = ""
+    public_base_url: str
+    open_base: str
+    session_secret: str
     # /health shows its details (token age, Redis latency) to the server itself or to this token.
-    health_token: str = ""
+    health_token: str
 
     def __repr__(self) -> str:  # never print secrets, even by accident in a traceback
         return f"Settings(appid={self.appid!r}, redis_url={redact_url(self.redis_url)!r}, api_base={self.api_base!r})"
@@ -71,25 +73,6 @@ def read_dotenv(path: Path) -> dict[str, str]:
     return {key: value for key, value in dotenv_values(path).items() if value is not None}
 
 
-def parse_bool(name: str, raw: str) -> bool:
-    value = raw.strip().lower()
-    if value in {"1", "true", "yes", "on"}:
-        return True
-    if value in {"", "0", "false", "no", "off"}:
-        return False
-    raise ConfigError(f"{name} must be 1 or 0 (true/false), got {raw!r}")
-
-
-def _number(name: str, raw: str, kind: type, minimum: float) -> int | float:
-    try:
-        value = kind(raw)
-    except ValueError:
-        raise ConfigError(f"{name} must be a number, got {raw!r}") from None
-    if value < minimum:
-        raise ConfigError(f"{name} must be at least {minimum}, got {raw!r}")
-    return value
-
-
 def merged_environment(environ: Mapping[str, str] | None = None, dotenv_path: Path | None = None) -> dict[str, str]:
     """`environ` (default: os.environ) with `.env` (or the file DOTENV_FILE names) filling in what is not set."""
     if environ is None:
@@ -97,6 +80,154 @@ def merged_environment(environ: Mapping[str, str] | None = None, dotenv_path: Pa
     if dotenv_path is None:
         dotenv_path = Path(environ.get("DOTENV_FILE") or PROJECT_ROOT / ".env")
     return {**read_dotenv(dotenv_path), **environ}
+
+
+Parser = Callable[[str, str], Any]  # (variable name, its stripped text) -> value, or ConfigError
+
+
+@dataclass(frozen=True)
+class Variable:
+    """One environment variable: the field it fills, the parser that reads and checks its text, and the text
+    it has when unset. With `blank_is_default`, a variable set to blank counts as unset (token_service's);
+    otherwise the parser sees the blank text, and a required value refuses it."""
+
+    name: str
+    field: str
+    parse: Parser
+    default: str = ""
+    blank_is_default: bool = False
+
+
+def read_table(table: Iterable[Variable], env: Mapping[str, str]) -> dict[str, Any]:
+    """Each variable's field and value, in table order: the first malformed value raises its ConfigError."""
+    values: dict[str, Any] = {}
+    for variable in table:
+        text = env.get(variable.name, variable.default).strip()
+        if not text and variable.blank_is_default:
+            text = variable.default
+        values[variable.field] = variable.parse(variable.name, text)
+    return values
+
+
+# The parsers. A rule is the error line after the variable's name; `{length}` and `{value}` stand for
+# what was read.
+
+
+def plain_text(name: str, value: str) -> str:
+    return value
+
+
+def pattern(regex: str, rule: str) -> Parser:
+    """Text that matches `regex` in full, or blank (unset)."""
+    compiled = re.compile(regex)
+
+    def parse(name: str, value: str) -> str:
+        if value and not compiled.fullmatch(value):
+            raise ConfigError(f"{name} {rule.format(length=len(value))}")
+        return value
+
+    return parse
+
+
+def boolean(name: str, value: str) -> bool:
+    """1/true/yes/on or 0/false/no/off, any case; blank is off."""
+    folded = value.lower()
+    if folded in {"1", "true", "yes", "on"}:
+        return True
+    if folded in {"", "0", "false", "no", "off"}:
+        return False
+    raise ConfigError(f"{name} must be 1 or 0 (true/false), got {value!r}")
+
+
+def number(kind: Callable[[str], float], minimum: float, *, what: str = "a number", optional: bool = False) -> Parser:
+    """`kind` (int or float) of the text, at least `minimum`; blank is None when `optional`."""
+
+    def parse(name: str, value: str) -> float | None:
+        if optional and not value:
+            return None
+        try:
+            result = kind(value)
+        except ValueError:
+            raise ConfigError(f"{name} must be {what}, got {value!r}") from None
+        if result < minimum:
+            raise ConfigError(f"{name} must be at least {minimum}, got {value!r}")
+        return result
+
+    return parse
+
+
+def choice(options: Iterable[str], rule: str, fold: Callable[[str], str] = str.upper) -> Parser:
+    """One of `options`, after `fold` (case)."""
+    allowed = frozenset(options)
+
+    def parse(name: str, value: str) -> str:
+        folded = fold(value)
+        if folded not in allowed:
+            raise ConfigError(f"{name} {rule.format(value=folded)}")
+        return folded
+
+    return parse
+
+
+def url(schemes: Iterable[str], rule: str, *, base: bool = True, optional: bool = False, plain: str = "") -> Parser:
+    """A URL with one of `schemes`. A `base` URL has a host and loses its trailing '/' (paths are added to it);
+    blank is allowed when `optional`; `plain` is the rule that refuses '?', '#' and spaces."""
+    start = re.compile("(?:" + "|".join(map(re.escape, schemes)) + ")://" + (r"[^/\s]+" if base else ""))
+
+    def parse(name: str, value: str) -> str:
+        if base:
+            value = value.rstrip("/")
+        if (value or not optional) and not start.match(value):
+            raise ConfigError(f"{name} {rule}")
+        if plain and re.search(r"[?#\s]", value):
+            raise ConfigError(f"{name} {plain}")
+        return value
+
+    return parse
+
+
+def project_path(name: str, value: str) -> Path:
+    """A file; a relative path is taken from the project's root, not from the current directory."""
+    return PROJECT_ROOT / value  # an absolute `value` stays as it is
+
+
+HTTP = ("http", "https")
+
+# Every variable of the web process, in the order they are checked; the rules that tie two variables
+# together follow in load_settings. README.md's configuration tables list the same variables (a test checks).
+VARIABLES = (
+    Variable("WECHAT_TOKEN", "token", pattern(
+        "[A-Za-z0-9]{3,32}", "must be 3-32 letters or digits, as the WeChat console requires")),
+    Variable("WECHAT_APPID", "appid", pattern(
+        "[A-Za-z0-9_-]{1,64}", "must be letters, digits, '_' or '-' (it looks like wx0123456789abcdef)")),
+    Variable("WECHAT_APPSECRET", "appsecret", plain_text),
+    Variable("WECHAT_ENCODING_AES_KEY", "encoding_aes_key", pattern(
+        "[A-Za-z0-9]{43}", "must be exactly 43 letters or digits, got {length} characters")),
+    Variable("WECHAT_REQUIRE_ENCRYPTION", "require_encryption", boolean, "0"),
+    Variable("REDIS_URL", "redis_url", url(
+        ("redis", "rediss", "unix"), "must start with redis://, rediss:// or unix://", base=False),
+        "redis://127.0.0.1:6379/0"),
+    Variable("WECHAT_API_BASE", "api_base", url(
+        HTTP, "must be an http(s) URL such as https://api.weixin.qq.com"), "https://api.weixin.qq.com"),
+    Variable("PUBLIC_BASE_URL", "public_base_url", url(
+        HTTP, "must start with http:// or https:// (e.g. https://example.com)", optional=True,
+        plain="must be a plain base URL, without spaces, '?' or '#'")),
+    Variable("WECHAT_OPEN_BASE", "open_base", url(
+        HTTP, "must start with http:// or https:// (e.g. https://open.weixin.qq.com)"), "https://open.weixin.qq.com"),
+    Variable("SESSION_SECRET", "session_secret", pattern(
+        "(?s).{16,}", "must be at least 16 characters (or leave it unset to derive one)")),
+    Variable("HEALTH_TOKEN", "health_token", pattern(
+        "[A-Za-z0-9_-]{16,128}", "must be 16-128 letters, digits, '_' or '-' (e.g. from `openssl rand -hex 16`)")),
+    Variable("BOOKS_API_BASE", "books_api_base", url(
+        HTTP, "must be an http(s) URL such as https://openlibrary.org"), "https://openlibrary.org"),
+    Variable("REPLY_DEADLINE", "reply_deadline", number(float, 0.1), "3.5"),  # at most 3.9: load_settings
+    Variable("REPLIES_FILE", "replies_file", project_path, "replies.yaml"),
+    Variable("WECHAT_TIMESTAMP_WINDOW", "timestamp_window", number(int, 0), "300"),
+    Variable("WECHAT_INSECURE_NO_TIMESTAMP_WINDOW", "insecure_no_timestamp_window", boolean, "0"),
+    Variable("MAX_BODY_BYTES", "max_body_bytes", number(int, 1024), "65536"),
+    Variable("LOG_LEVEL", "log_level", choice(
+        ("DEBUG", "INFO", "WARNING", "ERROR"), "must be DEBUG, INFO, WARNING or ERROR"), "INFO"),
+)
 
 
 # uWSGI counts harakiri in whole seconds and its master looks once a second, so harakiri N can kill a request
@@ -126,103 +257,23 @@ def load_settings(
 ) -> Settings:
     """Settings from the environment and `.env`. `require_token=False` is for processes that never see a
     WeChat push (token_service): they need no WECHAT_TOKEN."""
-    env = merged_environment(environ, dotenv_path)
-
-    def get(name: str, default: str = "") -> str:
-        return env.get(name, default).strip()
-
-    token = get("WECHAT_TOKEN")
-    if not token and require_token:
+    values = read_table(VARIABLES, merged_environment(environ, dotenv_path))
+    no_timestamp_window = values.pop("insecure_no_timestamp_window")
+    settings = Settings(**values)
+    if require_token and not settings.token:
         raise ConfigError("WECHAT_TOKEN is required: the Token set in the WeChat console (3-32 letters/digits)")
-    if token and not TOKEN_PATTERN.match(token):
-        raise ConfigError("WECHAT_TOKEN must be 3-32 letters or digits, as the WeChat console requires")
-
-    appid = get("WECHAT_APPID")
-    if appid and not APPID_PATTERN.match(appid):
-        raise ConfigError("WECHAT_APPID must be letters, digits, '_' or '-' (it looks like wx0123456789abcdef)")
-
-    aes_key = get("WECHAT_ENCODING_AES_KEY")
-    if aes_key:
-        if not AES_KEY_PATTERN.match(aes_key):
-            raise ConfigError(
-                f"WECHAT_ENCODING_AES_KEY must be exactly 43 letters or digits, got {len(aes_key)} characters"
-            )
-        if not appid:
-            raise ConfigError("WECHAT_APPID is required when WECHAT_ENCODING_AES_KEY is set (it is checked on decrypt)")
-
-    require_encryption = parse_bool("WECHAT_REQUIRE_ENCRYPTION", get("WECHAT_REQUIRE_ENCRYPTION", "0"))
-    if require_encryption and not aes_key:
+    if settings.encoding_aes_key and not settings.appid:
+        raise ConfigError("WECHAT_APPID is required when WECHAT_ENCODING_AES_KEY is set (it is checked on decrypt)")
+    if settings.require_encryption and not settings.encoding_aes_key:
         raise ConfigError("WECHAT_REQUIRE_ENCRYPTION=1 needs WECHAT_ENCODING_AES_KEY")
-
-    redis_url = get("REDIS_URL", Settings.redis_url)
-    if not re.match(r"^(redis|rediss|unix)://", redis_url):
-        raise ConfigError("REDIS_URL must start with redis://, rediss:// or unix://")
-
-    api_base = get("WECHAT_API_BASE", Settings.api_base).rstrip("/")
-    if not re.match(r"^https?://[^/\s]+", api_base):
-        raise ConfigError("WECHAT_API_BASE must be an http(s) URL such as https://api.weixin.qq.com")
-
-    public_base_url = get("PUBLIC_BASE_URL").rstrip("/")
-    if public_base_url and not re.match(r"^https?://[^/\s]+", public_base_url):
-        raise ConfigError("PUBLIC_BASE_URL must start with http:// or https:// (e.g. https://example.com)")
-    if re.search(r"[?#\s]", public_base_url):
-        raise ConfigError("PUBLIC_BASE_URL must be a plain base URL, without spaces, '?' or '#'")
-
-    open_base = get("WECHAT_OPEN_BASE", Settings.open_base).rstrip("/")
-    if not re.match(r"^https?://[^/\s]+", open_base):
-        raise ConfigError("WECHAT_OPEN_BASE must start with http:// or https:// (e.g. https://open.weixin.qq.com)")
-
-    session_secret = get("SESSION_SECRET")
-    if session_secret and len(session_secret) < 16:
-        raise ConfigError("SESSION_SECRET must be at least 16 characters (or leave it unset to derive one)")
-
-    health_token = get("HEALTH_TOKEN")
-    if health_token and not re.fullmatch(r"[A-Za-z0-9_-]{16,128}", health_token):
-        raise ConfigError("HEALTH_TOKEN must be 16-128 letters, digits, '_' or '-' (e.g. from `openssl rand -hex 16`)")
-
-    books_api_base = get("BOOKS_API_BASE", Settings.books_api_base).rstrip("/")
-    if not re.match(r"^https?://[^/\s]+", books_api_base):
-        raise ConfigError("BOOKS_API_BASE must be an http(s) URL such as https://openlibrary.org")
-
-    reply_deadline = float(_number("REPLY_DEADLINE", get("REPLY_DEADLINE", str(Settings.reply_deadline)), float, 0.1))
-    if not reply_deadline <= 3.9:  # written so that NaN fails too
+    if not settings.reply_deadline <= 3.9:  # written so that NaN fails too
         raise ConfigError(
             f"REPLY_DEADLINE must be 0.1 to 3.9 seconds (WeChat waits 5 s including the network; uWSGI's "
-            f"harakiri must not cut it), got {reply_deadline:g}"
+            f"harakiri must not cut it), got {settings.reply_deadline:g}"
         )
-
-    replies_file = Path(get("REPLIES_FILE", str(Settings.replies_file)))
-    if not replies_file.is_absolute():
-        replies_file = PROJECT_ROOT / replies_file
-
-    timestamp_window = int(_number("WECHAT_TIMESTAMP_WINDOW", get("WECHAT_TIMESTAMP_WINDOW", "300"), int, 0))
-    no_window = parse_bool("WECHAT_INSECURE_NO_TIMESTAMP_WINDOW", get("WECHAT_INSECURE_NO_TIMESTAMP_WINDOW", "0"))
-    if timestamp_window == 0 and not no_window:
+    if settings.timestamp_window == 0 and not no_timestamp_window:
         raise ConfigError(
             "WECHAT_TIMESTAMP_WINDOW=0 turns the timestamp check off, so a captured request could be replayed "
             "once its fingerprint expires; use a window (default 300) or set WECHAT_INSECURE_NO_TIMESTAMP_WINDOW=1"
         )
-
-    log_level = get("LOG_LEVEL", "INFO").upper()
-    if log_level not in {"DEBUG", "INFO", "WARNING", "ERROR"}:
-        raise ConfigError("LOG_LEVEL must be DEBUG, INFO, WARNING or ERROR")
-
-    return Settings(
-        token=token,
-        appid=appid,
-        appsecret=get("WECHAT_APPSECRET"),
-        encoding_aes_key=aes_key,
-        require_encryption=require_encryption,
-        redis_url=redis_url,
-        api_base=api_base,
-        books_api_base=books_api_base,
-        replies_file=replies_file,
-        timestamp_window=timestamp_window,
-        max_body_bytes=int(_number("MAX_BODY_BYTES", get("MAX_BODY_BYTES", str(64 * 1024)), int, 1024)),
-        reply_deadline=reply_deadline,
-        log_level=log_level,
-        public_base_url=public_base_url,
-        open_base=open_base,
-        session_secret=session_secret,
-        health_token=health_token,
-    )
+    return settings

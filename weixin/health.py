@@ -10,43 +10,21 @@ from __future__ import annotations
 import hmac
 import json
 import logging
-import threading
 import time
 from typing import Any
 
 import redis
 import web
-from redis.backoff import NoBackoff
-from redis.retry import Retry
 
 from token_service.store import ACCESS_TOKEN, TokenStore
-from weixin.config import Settings, load_settings, redact_url
+from weixin.config import redact_url
 
 log = logging.getLogger("weixin.health")
 
-# A monitor must get its answer quickly even when Redis hangs; one try, no retry, half a second.
-REDIS_TIMEOUT_SECONDS = 0.5
 JSON_CONTENT_TYPE = "application/json; charset=utf-8"
 # The server's own address: `curl http://127.0.0.1/health` on the host shows everything. Other loopback
 # addresses (127.0.0.2, ...) count as the public, which lets the tests play a remote monitor.
 LOCAL_ADDRESSES = frozenset({"127.0.0.1", "::1"})
-
-_lock = threading.Lock()
-_settings: Settings | None = None
-_clients: dict[str, redis.Redis] = {}
-
-
-def health_client(redis_url: str) -> redis.Redis:
-    """A Redis client that fails within REDIS_TIMEOUT_SECONDS (redis-py otherwise retries 10 times)."""
-    with _lock:
-        if redis_url not in _clients:
-            _clients[redis_url] = redis.Redis.from_url(
-                redis_url,
-                socket_timeout=REDIS_TIMEOUT_SECONDS,
-                socket_connect_timeout=REDIS_TIMEOUT_SECONDS,
-                retry=Retry(NoBackoff(), 0),
-            )
-        return _clients[redis_url]
 
 
 def token_report(store: TokenStore, now: float) -> dict[str, Any]:
@@ -99,23 +77,16 @@ def public_report(status: int) -> dict[str, Any]:
     return {"status": "ok" if status == 200 else "unhealthy"}
 
 
-def _current_settings() -> Settings:
-    global _settings
-    with _lock:
-        if _settings is None:
-            _settings = load_settings()
-        return _settings
-
-
 class Health:
-    """The web.py view for /health (index.py's URL map)."""
+    """The web.py view for /health (index.py's URL map); the App comes from `web.ctx.app` (index.py)."""
 
     def GET(self) -> str:
         health_token = ""
         try:
-            settings = _current_settings()
+            app = web.ctx.app
+            settings = app.settings
             health_token = settings.health_token
-            status, report = health_report(health_client(settings.redis_url), settings.appid)
+            status, report = health_report(app.health_redis, settings.appid)
             if status != 200:
                 log.warning("health: Redis at %s is unreachable", redact_url(settings.redis_url))
         except Exception:  # a monitor gets JSON, never a traceback

@@ -7,12 +7,16 @@ ever be one query value or path segment of a link; the reply classes are wechatp
 
 from __future__ import annotations
 
+import inspect
 import logging
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 from urllib.parse import quote
 
+import redis
+from wechatpy.messages import BaseMessage
 from wechatpy.replies import (
     ArticlesReply,
     BaseReply,
@@ -24,6 +28,7 @@ from wechatpy.replies import (
 )
 
 from utils import xml_safe_text
+from weixin.config import Settings
 from weixin.messages import Message
 from weixin.rules import MAX_ARTICLES_FOR_EVENT, MAX_ARTICLES_FOR_MESSAGE, Reply, Template
 
@@ -36,6 +41,35 @@ URL_FIELDS = frozenset({"url", "picurl", "music_url", "hq_music_url"})
 
 class HandlerResultError(ValueError):
     """A handler returned something that is not a reply."""
+
+
+@dataclass(frozen=True)
+class HandlerContext:
+    """What a handler may use besides the message: the process's settings and a Redis client for its own
+    cache (weixin/redis_clients.py's `cache`). Built once per process by its entry point (the web App,
+    the worker) and handed to a handler that takes a second argument: `def handler(message, context)`;
+    `def handler(message)` is called with the message alone."""
+
+    settings: Settings
+    redis: redis.Redis
+
+
+def takes_context(function: Callable[..., Any]) -> bool:
+    """True when `function` accepts a second positional argument (the HandlerContext)."""
+    try:
+        parameters = list(inspect.signature(function).parameters.values())
+    except (TypeError, ValueError):  # a builtin without a signature: called with the message only
+        return False
+    positional = [p for p in parameters if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)]
+    return len(positional) >= 2 or any(p.kind is p.VAR_POSITIONAL for p in parameters)
+
+
+def call_handler(function: Callable[..., Any], message: BaseMessage, context: HandlerContext | None) -> Any:
+    """The handler's plain return value; the context goes only to a handler that takes it, and only when
+    there is one (a caller without a process context, a test say, calls it with the message alone)."""
+    if context is not None and takes_context(function):
+        return function(message, context)
+    return function(message)
 
 
 def placeholder_values(message: Message) -> dict[str, str]:
@@ -94,12 +128,19 @@ def _as_written(template: Template) -> str:
     return xml_safe_text(template.render({}))
 
 
-def render_reply(reply: Reply | None, message: Message) -> str | None:
-    """The reply XML, or None when there is nothing to say (the caller answers `success`)."""
+def render_reply(reply: Reply | None, message: Message, context: HandlerContext | None = None) -> str | None:
+    """The reply XML, or None when there is nothing to say (the caller answers `success`). A handler
+    reply's function gets `context` if it takes one (see HandlerContext)."""
     if reply is None:
         return None
     if reply.kind == "handler":
-        return render_reply(reply_from_value(reply.value(message.wechat), message), message)
+        if "takes_context" not in reply.rendered:  # inspected once per rule, not per message
+            reply.rendered["takes_context"] = takes_context(reply.value)
+        if context is not None and reply.rendered["takes_context"]:
+            value = reply.value(message.wechat, context)
+        else:
+            value = reply.value(message.wechat)
+        return render_reply(reply_from_value(value, message), message)
     if reply.kind == "echo":
         content = str(getattr(message.wechat, "content", "") or "")
         return TextReply(content=xml_safe_text(content), **_addressing(message)).render() if content else None

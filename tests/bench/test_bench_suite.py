@@ -37,6 +37,8 @@ SECTIONS = (
 
 def test_quick_run_exits_0_prints_every_section_and_writes_the_report(tmp_path: Path) -> None:
     report = tmp_path / "benchmarks.md"
+    hand_written = "\n## Figures formerly quoted in code comments\n\n- kept by hand\n"
+    report.write_text("# Benchmarks\n\nan older run\n" + hand_written, encoding="utf-8")
     completed = subprocess.run(
         [sys.executable, str(ROOT / "bench/run.py"), "--quick", "--write", str(report)],
         cwd=ROOT, capture_output=True, text=True, timeout=280,
@@ -47,3 +49,4 @@ def test_quick_run_exits_0_prints_every_section_and_writes_the_report(tmp_path: 
     written = report.read_text(encoding="utf-8")
     assert written.startswith("# Benchmarks")
     assert all(heading in written for heading in SECTIONS)
+    assert written.endswith(hand_written) and "an older run" not in written

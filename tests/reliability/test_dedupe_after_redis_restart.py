@@ -6,13 +6,14 @@ import time
 from pathlib import Path
 
 from devstack.processes import RedisServer
-from weixin.dedupe import REDIS_BACKOFF_SECONDS, Outcome, RetryCache, fail_fast_client
+from weixin import redis_clients
+from weixin.dedupe import REDIS_BACKOFF_SECONDS, Outcome, RetryCache
 
 
 def test_after_a_redis_restart_the_first_claim_after_the_back_off_uses_redis_again(tmp_path: Path) -> None:
     server = RedisServer(tmp_path / "redis").start()
     try:
-        cache = RetryCache(fail_fast_client(server.url))
+        cache = RetryCache(redis_clients.request_path(server.url))
         # Both of the cache's connections are open: the claim script's and the client pool's (store()).
         assert cache.claim("wechat:msg:before").outcome is Outcome.FIRST
         cache.store("wechat:msg:before", "<xml/>")

@@ -20,6 +20,7 @@ import handle
 from tests.conftest import TEST_AES_KEY, TEST_APPID, TEST_TOKEN
 from tests.reliability.judge import violations
 from tests.reliability.strategies import Push, pushes, random_encrypt_pushes
+from weixin.app import App
 from weixin.config import load_settings
 
 EXAMPLES = int(os.environ.get("RELIABILITY_EXAMPLES", "80"))
@@ -98,41 +99,39 @@ class ExceptionRecorder(logging.Handler):
 
 
 @pytest.fixture(scope="module")
-def in_process(redis_server) -> Iterator[tuple[redis.Redis, ExceptionRecorder]]:
-    """handle.py configured in this process (restored afterwards), and a recorder of logged exceptions."""
+def in_process(redis_server) -> Iterator[tuple[App, redis.Redis, ExceptionRecorder]]:
+    """An App of this test's own, and a recorder of logged exceptions."""
     environment = {
         "WECHAT_TOKEN": TEST_TOKEN, "WECHAT_APPID": TEST_APPID, "WECHAT_ENCODING_AES_KEY": TEST_AES_KEY,
         "REDIS_URL": redis_server.url,
     }
-    previous = handle.runtime
-    handle.configure(load_settings(environment, dotenv_path=Path("/dev/null")))
+    app = App.build(load_settings(environment, dotenv_path=Path("/dev/null")))
     recorder = ExceptionRecorder()
     logger = logging.getLogger("weixin")
     logger.addHandler(recorder)
     client = redis.Redis.from_url(redis_server.url)
-    yield client, recorder
+    yield app, client, recorder
     client.close()
     logger.removeHandler(recorder)
-    handle.runtime = previous
 
 
-def respond_in_process(push: Push) -> handle.Response:
+def respond_in_process(push: Push, app: App) -> handle.Response:
     environ = {
         "REQUEST_METHOD": "POST", "PATH_INFO": "/weixin", "QUERY_STRING": push.query_string,
         "CONTENT_LENGTH": str(len(push.body)), "wsgi.input": io.BytesIO(push.body),
     }
-    return handle.respond_to_message(environ)
+    return handle.respond_to_message(environ, app)
 
 
 @examples(IN_PROCESS_EXAMPLES)
 @given(push=pushes())
 def test_any_push_in_process_is_answered_without_an_unexpected_exception(
-    in_process: tuple[redis.Redis, ExceptionRecorder], push: Push
+    in_process: tuple[App, redis.Redis, ExceptionRecorder], push: Push
 ) -> None:
-    client, recorder = in_process
+    app, client, recorder = in_process
     client.flushdb()
     recorder.records.clear()
-    response = respond_in_process(push)
+    response = respond_in_process(push, app)
     status = int(response.status.split()[0])
     body = response.body.encode("utf-8")
     headers = [("Content-Type", response.content_type)]

@@ -16,10 +16,11 @@ from devstack.processes import free_port
 from sandbox.platform import DEFAULT_SECRET, FakeWeChat
 from sandbox.server import SandboxServer
 from slow_replies import perform
-from slow_replies.answer import answer_or_defer
+from slow_replies.answer import BackgroundReplies, answer_or_defer
 from slow_replies.delivery import CustomMessageSender
 from slow_replies.handoff import HandOff, job_key
 from slow_replies.jobs import JobSpec, make_queue
+from slow_replies.perform import WorkerContext
 from tests.conftest import TEST_APPID
 from tests.counting_handlers import count_runs
 from weixin.config import load_settings
@@ -51,7 +52,8 @@ def token(wechat: SandboxServer, redis_client: redis.Redis) -> str:
 
 @pytest.fixture()
 def worker_environment(monkeypatch: pytest.MonkeyPatch, redis_server, wechat: SandboxServer,
-                       tmp_path: Path) -> Iterator[None]:
+                       tmp_path: Path) -> Iterator[WorkerContext]:
+    """The worker's context, built as the worker builds it, from this test's environment."""
     # The worker runs only handlers that a background rule of the replies file names.
     replies_file = tmp_path / "replies.yaml"
     replies_file.write_text('keywords:\n  - match: rerun\n    reply: {handler: "tests.counting_handlers:count_runs", '
@@ -59,9 +61,7 @@ def worker_environment(monkeypatch: pytest.MonkeyPatch, redis_server, wechat: Sa
     for name, value in {"REDIS_URL": redis_server.url, "WECHAT_APPID": TEST_APPID, "WECHAT_API_BASE": wechat.url,
                         "DOTENV_FILE": "/dev/null", "REPLIES_FILE": str(replies_file)}.items():
         monkeypatch.setenv(name, value)
-    perform._context.cache_clear()
-    yield
-    perform._context.cache_clear()
+    yield WorkerContext.build(load_settings(require_token=False))
 
 
 def spec(job_id: str, content: str = "rerun", deadline_in: float = -1.0) -> JobSpec:
@@ -111,16 +111,16 @@ def test_a_result_of_nothing_is_never_sent(redis_client: redis.Redis) -> None:
 
 
 def test_the_same_message_delivered_twice_queues_one_job_and_no_worker_is_reported(
-    redis_client: redis.Redis, redis_server, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+    redis_client: redis.Redis, redis_server, caplog: pytest.LogCaptureFixture
 ) -> None:
-    monkeypatch.setattr("slow_replies.answer._next_worker_check", 0.0)
     settings = load_settings({"WECHAT_TOKEN": "abcdef", "REDIS_URL": redis_server.url, "REPLY_DEADLINE": "0.2"},
                              Path("/dev/null"))
+    background = BackgroundReplies(settings)
     message = parse({"ToUserName": "gh_account", "FromUserName": OPENID, "MsgType": "text", "Content": "x",
                      "MsgId": "7"})
     for _ in range(2):
         record = RequestRecord(rule="test-rule")
-        xml = answer_or_defer(Reply("handler", count_runs, background=True), message, "wechat:msg:A:id:7", settings,
+        xml = answer_or_defer(Reply("handler", count_runs, background=True), message, "wechat:msg:A:id:7", background,
                               time.perf_counter() + settings.reply_deadline, record)
         assert xml is None and record.reply in ("deferred", "background-abandoned")
     assert len(make_queue(redis_client)) == 1
@@ -131,30 +131,30 @@ def test_the_same_message_delivered_twice_queues_one_job_and_no_worker_is_report
 
 
 def test_a_rerun_after_a_crash_during_the_send_does_not_send_again_and_says_so(
-    worker_environment: None, token: str, wechat: SandboxServer, redis_client: redis.Redis,
+    worker_environment: WorkerContext, token: str, wechat: SandboxServer, redis_client: redis.Redis,
     caplog: pytest.LogCaptureFixture,
 ) -> None:
     HandOff(redis_client).create("job-e", time.time(), "rule")
     redis_client.hset(job_key("job-e"), mapping={"state": "sending", "custom": '{"touser":"x"}'})
     with caplog.at_level(logging.WARNING, logger="slow_replies"):
-        assert perform.perform_background_reply(spec("job-e").to_json()) == "unknown"
+        assert perform.perform_background_reply(spec("job-e").to_json(), worker_environment) == "unknown"
     assert wechat.platform.calls(SEND) == 0
     assert "may or may not have been delivered; not sending again (at most once)" in caplog.text
 
 
 def test_a_rerun_after_a_crash_before_the_send_sends_once(
-    worker_environment: None, token: str, wechat: SandboxServer, redis_client: redis.Redis
+    worker_environment: WorkerContext, token: str, wechat: SandboxServer, redis_client: redis.Redis
 ) -> None:
     HandOff(redis_client).create("job-f", time.time() - 1, "rule")  # the web process died while waiting
-    assert perform.perform_background_reply(spec("job-f", "once").to_json()) == "sent"
-    assert perform.perform_background_reply(spec("job-f", "once").to_json()) == "sent"  # rq's retry
+    assert perform.perform_background_reply(spec("job-f", "once").to_json(), worker_environment) == "sent"
+    assert perform.perform_background_reply(spec("job-f", "once").to_json(), worker_environment) == "sent"  # rq's retry
     assert [body["text"]["content"] for body in wechat.platform.delivered()] == ["handled once, run 1"]
 
 
 def test_a_job_without_its_record_is_treated_as_past_its_deadline_and_sent(
-    worker_environment: None, token: str, wechat: SandboxServer
+    worker_environment: WorkerContext, token: str, wechat: SandboxServer
 ) -> None:
-    assert perform.perform_background_reply(spec("job-g", "late").to_json()) == "sent"
+    assert perform.perform_background_reply(spec("job-g", "late").to_json(), worker_environment) == "sent"
     assert len(wechat.platform.delivered()) == 1
 
 

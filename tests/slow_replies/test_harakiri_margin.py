@@ -21,7 +21,7 @@ from tests.wechat_requests import post
 from weixin.config import ConfigError, check_deadline_under_harakiri
 
 SLOW_MESSAGES = 8
-SHIPPED_DEADLINE = 3.5  # config.Settings.reply_deadline: the tests below run with the default
+SHIPPED_DEADLINE = 3.5  # REPLY_DEADLINE's default (config.VARIABLES): the tests below run with it
 SOURCE_DELAY = SHIPPED_DEADLINE + 0.5  # the book source answers after the web process has given up
 
 

@@ -15,7 +15,7 @@ from rq.webhook import Webhook
 
 from devstack.processes import AppServer, RedisServer
 from sandbox.server import SandboxServer
-from slow_replies.allowlist import background_handlers, handler_allowed
+from slow_replies.allowlist import AllowlistedJob, HandlerAllowlist, background_handlers
 from slow_replies.jobs import JOB_FUNCTION, QUEUE_NAME, JobSpec
 from tests.slow_replies.book_source import BookSource, new_isbn13
 from tests.slow_replies.conftest import Worker, delivered_to, new_follower, send, text_message, wait_until
@@ -103,7 +103,17 @@ def test_a_background_rule_under_the_old_handler_name_allows_the_handler_under_e
 
     assert background_handlers(load_rules(replies_file)) == {"handlers.books:lookup"}
     # The web process enqueues the new name; a job queued before an upgrade names the old one.
-    assert handler_allowed("handlers.books:lookup", replies_file)
-    assert handler_allowed("books:lookup", replies_file)
+    allowlist = HandlerAllowlist(replies_file)
+    assert allowlist.allows("handlers.books:lookup")
+    assert allowlist.allows("books:lookup")
     assert resolve_handler("books:lookup") is resolve_handler("handlers.books:lookup")
-    assert not handler_allowed("handlers.books:fetch_book", replies_file)
+    assert not allowlist.allows("handlers.books:fetch_book")
+
+
+def test_the_workers_job_class_hands_its_context_to_the_job_function(redis_client: redis.Redis) -> None:
+    """The worker builds its WorkerContext once and binds it to its job class; rq builds the jobs from that class."""
+    context = object()
+    job_class = AllowlistedJob.for_context(context)
+    job = job_class.create(JOB_FUNCTION, args=({},), connection=redis_client, serializer=JSONSerializer)
+    assert job.func.func.__name__ == "perform_background_reply" and job.func.keywords == {"context": context}
+    assert AllowlistedJob.worker_context is None  # the base class is left as it was

@@ -12,7 +12,8 @@ import redis
 
 from devstack.processes import free_port
 from tests.wechat_requests import fixture, parsed_message
-from weixin.dedupe import NOTHING, PENDING, Outcome, RequestFingerprint, RetryCache, fail_fast_client
+from weixin import redis_clients
+from weixin.dedupe import NOTHING, PENDING, Outcome, RequestFingerprint, RetryCache
 from weixin.messages import retry_key
 
 
@@ -105,7 +106,7 @@ def test_concurrent_deliveries_are_handled_once(redis_client: redis.Redis) -> No
 
 
 def test_without_redis_messages_are_answered_without_dedupe(caplog) -> None:
-    unreachable = fail_fast_client(f"redis://127.0.0.1:{free_port()}/0")
+    unreachable = redis_clients.request_path(f"redis://127.0.0.1:{free_port()}/0")
     cache = RetryCache(unreachable)
     started = time.monotonic()
     assert cache.claim("k").outcome is Outcome.UNAVAILABLE
@@ -136,7 +137,7 @@ def test_claims_keep_working_after_redis_forgets_the_script(redis_client: redis.
 
 
 def test_claims_come_back_after_redis_restarts(redis_server) -> None:
-    cache = RetryCache(fail_fast_client(redis_server.url))
+    cache = RetryCache(redis_clients.request_path(redis_server.url))
     assert cache.claim("before").outcome is Outcome.FIRST
     redis_server.restart()
     assert cache.claim("during-backoff").outcome in (Outcome.UNAVAILABLE, Outcome.FIRST)
@@ -169,7 +170,7 @@ def test_a_retry_waits_while_the_handling_process_is_alive_or_elsewhere(redis_cl
 def test_while_redis_is_down_claims_and_replies_live_in_the_local_stand_in() -> None:
     from weixin.local_dedupe import MemoryClaims
 
-    cache = RetryCache(fail_fast_client(f"redis://127.0.0.1:{free_port()}/0"), fallback=MemoryClaims())
+    cache = RetryCache(redis_clients.request_path(f"redis://127.0.0.1:{free_port()}/0"), fallback=MemoryClaims())
     first = cache.claim_with_reply("wechat:msg:a:id:1", "<xml>reply</xml>")
     assert (first.outcome, first.local, first.label) == (Outcome.FIRST, True, "first-local")
     retry = cache.claim_with_reply("wechat:msg:a:id:1", "<xml>rendered again</xml>")
@@ -192,3 +193,24 @@ def test_the_memory_stand_in_is_bounded_and_expires() -> None:
     assert claims.claim("k4", b"again", 60) == b"v"
     assert claims.claim("short", b"v", 0) is None
     assert claims.claim("short", b"again", 60) is None  # expired at once
+
+
+def test_a_forked_child_claims_on_its_own_connection_and_leaves_the_parents_alone(redis_server) -> None:
+    """uWSGI forks its workers after index.py built the App: a connection the parent opened (ScriptRunner keeps
+    one per thread, outside redis-py's pool and its pid check) must not be written on by a child."""
+    cache = RetryCache(redis_clients.request_path(redis_server.url))
+    assert cache.claim_with_reply("wechat:msg:fork:parent", "<xml/>").outcome is Outcome.FIRST
+    parent_connection = cache._claim_script._connection()
+    child = os.fork()
+    if child == 0:  # the child: exit 0 when its claim went out on a socket of its own
+        try:
+            claimed = cache.claim_with_reply("wechat:msg:fork:child", "<xml/>").outcome is Outcome.FIRST
+            own = cache._claim_script._connection() is not parent_connection
+            os._exit(0 if claimed and own else 1)
+        except BaseException:
+            os._exit(2)
+    _, status = os.waitpid(child, 0)
+    assert os.waitstatus_to_exitcode(status) == 0
+    # The parent's connection still works: the child did not read its replies or close it.
+    assert cache.claim_with_reply("wechat:msg:fork:parent", "<xml/>").outcome is Outcome.DONE
+    assert cache._claim_script._connection() is parent_connection

@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 import xmltodict
 
 from tests.wechat_requests import fixture, parsed_message
+from weixin.config import load_settings
 from weixin.messages import parse
-from weixin.render import HandlerResultError, render_reply, reply_from_value
-from weixin.rules import parse_rules
+from weixin.render import HandlerContext, HandlerResultError, render_reply, reply_from_value
+from weixin.rules import Reply, parse_rules
 
 
 def text_message(content: str):
@@ -103,3 +106,21 @@ def test_handler_articles_beyond_the_limit_are_cut_with_a_warning(caplog: pytest
 def test_handler_values_that_are_not_replies_are_refused(value) -> None:
     with pytest.raises(HandlerResultError):
         reply_from_value(value, text_message("hi"))
+
+
+def greet_with_context(message, context) -> str:
+    return f"{context.settings.appid}: {message.content}"
+
+
+def greet(message) -> str:
+    return f"plain: {message.content}"
+
+
+def test_a_handler_that_takes_a_second_argument_gets_the_process_context() -> None:
+    context = HandlerContext(load_settings({"WECHAT_TOKEN": "abcdef", "WECHAT_APPID": "wxcontext"},
+                                           Path("/dev/null")), redis=None)
+    message = text_message("hi")
+    with_context = Reply("handler", greet_with_context)
+    assert fields(render_reply(with_context, message, context))["Content"] == "wxcontext: hi"
+    assert fields(render_reply(Reply("handler", greet), message, context))["Content"] == "plain: hi"
+    assert fields(render_reply(Reply("handler", greet), message))["Content"] == "plain: hi"

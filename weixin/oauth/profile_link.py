@@ -2,22 +2,17 @@
 
 from __future__ import annotations
 
-import functools
 import logging
 
 from wechatpy.messages import BaseMessage
 
 from weixin.config import ConfigError, load_settings
 from weixin.oauth.authorize import LOGIN_PATH, app_url
+from weixin.render import HandlerContext
 
 log = logging.getLogger("oauth")
 
 NOT_CONFIGURED = "网页授权还没有配置好（需要设置 PUBLIC_BASE_URL），请稍后再试。"
-
-
-@functools.cache
-def _public_base_url() -> str:
-    return load_settings().public_base_url
 
 
 def profile_link_articles(public_base_url: str) -> list[dict[str, str]]:
@@ -32,10 +27,11 @@ def profile_link_articles(public_base_url: str) -> list[dict[str, str]]:
     ]
 
 
-def profile_link(message: BaseMessage) -> list[dict[str, str]] | str:
-    """replies.yaml: `reply: {handler: "weixin.oauth.profile_link:profile_link"}`."""
+def profile_link(message: BaseMessage, context: HandlerContext | None = None) -> list[dict[str, str]] | str:
+    """replies.yaml: `reply: {handler: "weixin.oauth.profile_link:profile_link"}`. The web process passes its
+    HandlerContext; a call without one reads the settings from the environment."""
     try:
-        base = _public_base_url()
+        base = (context.settings if context is not None else load_settings()).public_base_url
     except ConfigError as error:
         log.error("profile link: configuration error: %s", error)
         base = ""

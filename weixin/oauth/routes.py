@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import functools
 import logging
-import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -19,8 +18,7 @@ from urllib.parse import urlsplit
 import redis
 import web
 
-from weixin.config import Settings, load_settings
-from weixin.dedupe import fail_fast_client
+from weixin.config import Settings
 from weixin.oauth import authorize
 from weixin.oauth.profile import profile_view
 from weixin.oauth.sessions import (
@@ -105,11 +103,9 @@ class Runtime:
         return authorize.app_url(self.base_url, path)
 
 
-_runtime: Runtime | None = None
-_runtime_lock = threading.Lock()
-
-
-def build_runtime(settings: Settings) -> Runtime:
+def build_runtime(settings: Settings, sessions: redis.Redis) -> Runtime:
+    """The pages' runtime for one account; `sessions` is the Redis client of its session store (the App's
+    request-path client). Never fails: what is missing is reported by `problem` when a page is asked for."""
     missing = [
         name
         for name, value in (
@@ -126,7 +122,7 @@ def build_runtime(settings: Settings) -> Runtime:
     return Runtime(
         settings=settings,
         client=SnsClient(settings.api_base, settings.appid, settings.appsecret),
-        store=SessionStore(fail_fast_client(settings.redis_url)),
+        store=SessionStore(sessions),
         signer=signer,
         problem=", ".join(missing),
         render=web.template.render(str(TEMPLATES), base="layout", globals={"static_prefix": static_prefix}),
@@ -134,13 +130,8 @@ def build_runtime(settings: Settings) -> Runtime:
 
 
 def runtime() -> Runtime:
-    """Built on first use in each uWSGI worker (index.py only maps the URLs to this module)."""
-    global _runtime
-    if _runtime is None:
-        with _runtime_lock:
-            if _runtime is None:
-                _runtime = build_runtime(load_settings())
-    return _runtime
+    """This request's runtime: the App's (index.py sets `web.ctx.app` for every web.py request)."""
+    return web.ctx.app.oauth
 
 
 def ready_runtime() -> Runtime:
