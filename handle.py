@@ -9,24 +9,23 @@ so WeChat never sees a 500 or a traceback.
 from __future__ import annotations
 
 import logging
-import time
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 from urllib.parse import parse_qsl
 
 import web
-import wechatpy
 
 import utils
 from slow_replies.answer import answer_or_defer
-from weixin import render
+from weixin import messages, render
 from weixin.app import App
 from weixin.config import Settings
 from weixin.crypto import AppIdMismatch, DecryptError, decrypt_message, encrypted_reply
-from weixin.dedupe import Outcome, RequestFingerprint, message_key
-from weixin.logs import request_lines
-from weixin.replies import Match, describe
+from weixin.dedupe import Outcome, RequestFingerprint
+from weixin.messages import MalformedMessage, Message, describe, reply_type, retry_key
+from weixin.request_record import RequestRecord
+from weixin.rules import Match
 
 log = logging.getLogger("weixin")
 
@@ -66,27 +65,6 @@ def bad_request(reason: str) -> Rejected:
 
 class NoKeyForSafeMode(Exception):
     """WeChat sent a safe-mode message but no EncodingAESKey is configured: an operator error."""
-
-
-@dataclass
-class RequestRecord:
-    """What the one log line per request says."""
-
-    mode: str = "-"
-    kind: str = "-"
-    rule: str = "-"
-    dedupe: str = "-"
-    reply: str = "-"
-    status: int = 200
-    started: float = field(default_factory=time.perf_counter)
-
-    def write(self, method: str) -> None:
-        elapsed_ms = (time.perf_counter() - self.started) * 1000
-        request_lines.write(
-            log,
-            f"{method} mode={self.mode} type={self.kind} rule={self.rule} dedupe={self.dedupe} "
-            f"reply={self.reply} status={self.status} ms={elapsed_ms:.1f}",
-        )
 
 
 # --- the steps -------------------------------------------------------------------------------
@@ -207,31 +185,15 @@ def open_envelope(fields: dict[str, Any], query: dict[str, str], app: App) -> tu
     return mode, parse_xml(inner)
 
 
-def parse_message(fields: dict[str, Any]) -> Any:
-    """A wechatpy message or event object (UnknownMessage for types wechatpy does not know).
-
-    The dispatch mirrors wechatpy.parse_message, which would parse the XML a second time."""
-    for name in ("ToUserName", "FromUserName", "MsgType"):
-        if not isinstance(fields.get(name), str) or not fields[name]:
-            raise bad_request(f"missing {name}")
-    message_type = fields["MsgType"].lower()
-    if message_type == "event":
-        event = fields.get("Event")
-        event_type = event.lower() if isinstance(event, str) else ""
-        if event_type == "subscribe" and isinstance(fields.get("EventKey"), str):
-            key = fields["EventKey"]
-            if key.startswith(("scanbarcode|", "scanimage|")):
-                event_type = "subscribe_scan_product"
-            elif key.startswith("qrscene_"):
-                event_type = "subscribe_scan"
-                fields = {**fields, "Event": event_type, "EventKey": key[len("qrscene_"):]}
-        message_class = wechatpy.events.EVENT_TYPES.get(event_type, wechatpy.messages.UnknownMessage)
-    else:
-        message_class = wechatpy.messages.MESSAGE_TYPES.get(message_type, wechatpy.messages.UnknownMessage)
-    return message_class(fields)
+def parse_message(fields: dict[str, Any]) -> Message:
+    """The message in the fields (weixin/messages.py); 400 when a required field is missing."""
+    try:
+        return messages.parse(fields)
+    except MalformedMessage as error:
+        raise bad_request(str(error)) from None
 
 
-def route(message: Any, app: App, record: RequestRecord) -> Match | None:
+def route(message: Message, app: App, record: RequestRecord) -> Match | None:
     """The rule for this message (None when finding it failed: logged, answered with `success`)."""
     try:
         match = app.rules.current().find_reply(message)
@@ -243,7 +205,7 @@ def route(message: Any, app: App, record: RequestRecord) -> Match | None:
     return match
 
 
-def render_reply(match: Match | None, message: Any, app: App, record: RequestRecord) -> str | None:
+def render_reply(match: Match | None, message: Message, app: App, record: RequestRecord) -> str | None:
     """The reply XML, or None for "nothing to say". Errors here (a handler's, say) become `success`."""
     if match is None:
         return None
@@ -253,18 +215,18 @@ def render_reply(match: Match | None, message: Any, app: App, record: RequestRec
         log.exception("reply failed (rule=%s); answering success", record.rule)
         record.reply = "error"
         return None
-    record.reply = _reply_type(xml)
+    record.reply = reply_type(xml)
     return xml
 
 
-def answer_once(message: Any, match: Match | None, fingerprint: RequestFingerprint | None, app: App,
+def answer_once(message: Message, match: Match | None, fingerprint: RequestFingerprint | None, app: App,
                 record: RequestRecord) -> str | None:
     """Dedupe and render: the reply for this message, the same one for every retry of it.
 
     A reply from the rules file has no side effects, so it is rendered first and stored by the claim
     itself (one Redis round trip); a handler runs code, so the message is claimed before it runs and
     the reply stored after (it runs once however many retries arrive)."""
-    key = message_key(app.settings.appid, message)
+    key = retry_key(app.settings.appid, message)
     runs_code = match is not None and match.reply is not None and match.reply.kind == "handler"
     if runs_code:
         claim = app.retry_cache.claim(key, fingerprint)
@@ -275,7 +237,7 @@ def answer_once(message: Any, match: Match | None, fingerprint: RequestFingerpri
     if claim.outcome is Outcome.REPLAYED:
         raise forbidden("signature already used for another message")
     if claim.outcome is Outcome.DONE:
-        record.reply = _reply_type(claim.reply)
+        record.reply = reply_type(claim.reply)
         return claim.reply
     if claim.outcome is Outcome.IN_PROGRESS:
         record.reply = "none"
@@ -290,13 +252,6 @@ def answer_once(message: Any, match: Match | None, fingerprint: RequestFingerpri
     if claim.outcome is Outcome.FIRST:
         app.retry_cache.store(claim.key, xml, local=claim.local)
     return xml
-
-
-def _reply_type(xml: str | None) -> str:
-    if xml is None:
-        return "none"
-    start = xml.find("<MsgType><![CDATA[")
-    return xml[start + 18 : xml.find("]]>", start)] if start >= 0 else "?"
 
 
 def reply_response(xml: str | None, mode: str, query: dict[str, str], app: App) -> Response:

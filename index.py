@@ -16,7 +16,7 @@ import weixin.oauth.routes  # noqa: E402
 from weixin.app import App  # noqa: E402
 from weixin.config import ConfigError, check_deadline_under_harakiri, load_settings  # noqa: E402
 from weixin.logs import configure_logging, configured_secrets  # noqa: E402
-from weixin.replies import RulesError  # noqa: E402
+from weixin.rules import RulesError  # noqa: E402
 
 urls = (
     "/weixin", "handle.Handle",

@@ -184,7 +184,7 @@ def throughput_section(results: list[compare.Result], plan: Plan, connections: i
 
 def load_seconds(path: Path) -> float:
     """How long the app takes to load a replies file (at start-up, and on a reload after an edit)."""
-    from weixin.replies import load_rules
+    from weixin.rules import load_rules
 
     started = time.perf_counter()
     load_rules(path)
@@ -206,7 +206,7 @@ def growth_section(results: list[compare.Result], plan: Plan, many_rules_load: f
         compare.format_table(results, [("× 10 rules", few)]),
         "",
         f"- {plan.many_rules:,} rules / 10 rules: {rules_ratio:.2f} (target ≥ 0.9: {verdict(rules_ratio >= 0.9)})",
-        f"- Loading the {plan.many_rules:,}-rule file (replies.load_rules, {many_rules_load:.2f} s): paid at "
+        f"- Loading the {plan.many_rules:,}-rule file (weixin.rules.load_rules, {many_rules_load:.2f} s): paid at "
         "start-up; after an edit, the request that notices it waits up to 1 s for the new rules, then requests keep "
         "using the old rules until the background load is done",
         f"- 2 workers / 1 worker (10 rules): {workers_ratio:.2f} on {os.cpu_count()} CPUs shared with nginx, "

@@ -7,14 +7,15 @@ import xml.etree.ElementTree as ElementTree
 from pathlib import Path
 
 import handle
-from weixin import render, replies
+from weixin import messages, render
 from weixin.crypto import DecryptError, aes_key_from_encoding_key, decrypt_message, encrypt_message
-from weixin.dedupe import message_key
+from weixin.messages import Message
+from weixin.rules import load_rules
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 APPID = "wx2c2769f8efd9abc2"
 AES_KEY = aes_key_from_encoding_key("abcdefghijklmnopqrstuvwxyz0123456789ABCDEFG")
-RULES = replies.load_rules(PROJECT_ROOT / "replies.yaml")
+RULES = load_rules(PROJECT_ROOT / "replies.yaml")
 
 # The first byte of an input picks the path; the rest is the payload.
 PLAIN_XML, ENCRYPT_VALUE, ENCRYPTED_XML = 0, 1, 2
@@ -30,10 +31,10 @@ def answer(xml: bytes) -> str | None:
         message = handle.parse_message(handle.parse_xml(xml))
     except handle.Rejected:
         return None
-    key = message_key(APPID, message)
+    key = messages.retry_key(APPID, message)
     if not key.startswith("wechat:msg:") or len(key) > 200:
         raise PipelineBug(f"unexpected retry-cache key {key[:100]!r}")
-    replies.describe(message)
+    messages.describe(message)
     match = RULES.find_reply(message)
     if match.reply is None or match.reply.kind == "handler":  # handlers are the operator's code, not ours
         return None
@@ -43,15 +44,14 @@ def answer(xml: bytes) -> str | None:
     return reply
 
 
-def check_reply(reply: str, message: object) -> None:
+def check_reply(reply: str, message: Message) -> None:
     try:
         root = ElementTree.fromstring(reply.encode("utf-8"))
     except ElementTree.ParseError as error:
         raise PipelineBug(f"the reply is not well-formed XML ({error}): {reply[:300]!r}") from None
-    data = message._data  # type: ignore[attr-defined]
-    if root.findtext("ToUserName") != data.get("FromUserName") or root.findtext("FromUserName") != data.get(
-        "ToUserName"
-    ):
+    if root.findtext("ToUserName") != message.fields.get("FromUserName") or root.findtext(
+        "FromUserName"
+    ) != message.fields.get("ToUserName"):
         raise PipelineBug(f"the reply is not addressed back to the sender: {reply[:300]!r}")
     if not (root.findtext("MsgType") or ""):
         raise PipelineBug("the reply has no MsgType")

@@ -26,6 +26,7 @@ from urllib3.connection import HTTPConnection, HTTPSConnection
 from urllib3.connectionpool import HTTPConnectionPool, HTTPSConnectionPool
 from urllib3.exceptions import HTTPError as Urllib3Error
 from urllib3.poolmanager import pool_classes_by_scheme as urllib3_pool_classes
+from wechatpy.messages import BaseMessage
 
 from weixin import redis_clients
 from weixin.config import Settings, load_settings
@@ -422,7 +423,7 @@ def find_book(isbn13: str, settings: Settings, client: redis.Redis) -> Book | No
     return book
 
 
-def lookup(message: Any, context: HandlerContext | None = None) -> str | list[dict[str, str]]:
+def lookup(message: BaseMessage, context: HandlerContext | None = None) -> str | list[dict[str, str]]:
     """The handler for ISBN messages: a news card, or a text saying what is wrong. The web process and the
     worker pass their HandlerContext; a call without one (a script) builds its own for this one lookup."""
     check = parse_isbn(str(getattr(message, "content", "") or ""))

@@ -2,6 +2,6 @@
 
 import sys
 
-from weixin.replies import main
+from weixin.rules.cli import main
 
 sys.exit(main())

@@ -19,7 +19,7 @@ from urllib.parse import urlsplit
 from rq.job import Job
 
 from slow_replies.jobs import JOB_FUNCTION
-from weixin.replies import RulesError, RuleSet, current_handler_name, handler_path, load_rules
+from weixin.rules import RulesError, RuleSet, current_handler_name, handler_path, load_rules
 
 log = logging.getLogger("slow_replies")
 
@@ -90,9 +90,7 @@ class AllowlistedJob(Job):
 
 def background_handlers(rules: RuleSet) -> frozenset[str]:
     """`module:function` of every handler a background rule of `rules` names."""
-    replies = [rule.reply for rule in rules.keywords] + [rules.default]
-    replies += [*rules.messages.values(), *rules.events.values(), *rules.menu.values(), *rules.scenes.values()]
-    paths = (handler_path(reply.value) for reply in replies if reply is not None and reply.background)
+    paths = (handler_path(reply.value) for reply in rules.all_replies() if reply.background)
     return frozenset(path for path in paths if path)
 
 

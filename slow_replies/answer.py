@@ -4,9 +4,7 @@ and answer with it, or with nothing (`success`) and leave the worker to send it.
 from __future__ import annotations
 
 import logging
-import re
 import time
-from typing import Any
 
 import redis
 from rq import Worker
@@ -15,7 +13,9 @@ from slow_replies.handoff import PASSIVE, WAITING, HandOff
 from slow_replies.jobs import JobSpec, enqueue, job_id_for, make_queue
 from weixin import redis_clients
 from weixin.config import Settings
-from weixin.replies import Reply, handler_path
+from weixin.messages import Message, reply_type
+from weixin.request_record import RequestRecord
+from weixin.rules import Reply, handler_path
 
 log = logging.getLogger("weixin")
 
@@ -49,20 +49,15 @@ class BackgroundReplies:
                         "(python -m slow_replies worker, or systemctl start weixin-worker)")
 
 
-def _reply_type(xml: str | None) -> str:
-    found = re.search(r"<MsgType><!\[CDATA\[(\w+)\]\]>", xml or "")
-    return found.group(1) if found else "none"
-
-
-def answer_or_defer(reply: Reply, message: Any, message_key: str, background: BackgroundReplies, deadline: float,
-                    record: Any) -> str | None:
+def answer_or_defer(reply: Reply, message: Message, retry_key: str, background: BackgroundReplies, deadline: float,
+                    record: RequestRecord) -> str | None:
     """The passive reply XML if the worker's result is ready before `deadline` (a time.perf_counter() value),
     else None (answer `success`; the worker sends the result later). Sets `record.reply`."""
-    job_id = job_id_for(message_key)
+    job_id = job_id_for(retry_key)
     try:
         handoff = background.handoff
         remaining = deadline - time.perf_counter()
-        spec = JobSpec(job_id, handler_path(reply.value) or "", dict(message._data), time.time() + remaining,
+        spec = JobSpec(job_id, handler_path(reply.value) or "", dict(message.fields), time.time() + remaining,
                        str(record.rule))
         created = handoff.create(job_id, spec.deadline, spec.rule)
         taken = None if created else handoff.take(job_id, final=False)
@@ -84,7 +79,7 @@ def answer_or_defer(reply: Reply, message: Any, message_key: str, background: Ba
         record.reply = "error"
         return None
     if taken.state == PASSIVE:
-        record.reply = _reply_type(taken.xml)
+        record.reply = reply_type(taken.xml)
         return taken.xml
     record.reply = "deferred" if taken.state == "abandoned" else f"background-{taken.state}"
     return None

@@ -6,7 +6,7 @@ import json
 import logging
 from typing import Any
 
-from weixin.replies import Reply, Template
+from weixin.rules import Reply, Template
 
 log = logging.getLogger("slow_replies")
 

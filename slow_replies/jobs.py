@@ -43,9 +43,9 @@ class JobSpec:
                    str(data.get("rule", "-")))
 
 
-def job_id_for(message_key: str) -> str:
+def job_id_for(retry_key: str) -> str:
     """The same id for every delivery of one message (the dedupe key), so a retry cannot queue it twice."""
-    return "reply-" + hashlib.sha1(message_key.encode("utf-8")).hexdigest()
+    return "reply-" + hashlib.sha1(retry_key.encode("utf-8")).hexdigest()
 
 
 def make_queue(client: redis.Redis) -> Queue:

@@ -3,7 +3,6 @@ past its deadline, send it as a customer-service message. Safe to run again afte
 
 from __future__ import annotations
 
-import importlib
 import logging
 import time
 from dataclasses import dataclass
@@ -14,10 +13,10 @@ from slow_replies.custom_message import NotSendable, custom_message, encode
 from slow_replies.delivery import CustomMessageSender
 from slow_replies.handoff import FAILED, FINISHED, PASSIVE, READY, SENDING, SENT, HandOff
 from slow_replies.jobs import JobSpec
-from weixin import redis_clients, render
+from weixin import messages, redis_clients, render
 from weixin.config import Settings, load_settings
 from weixin.render import HandlerContext
-from weixin.replies import current_handler_name
+from weixin.rules import resolve_handler
 
 log = logging.getLogger("slow_replies")
 
@@ -52,11 +51,6 @@ class WorkerContext:
         )
 
 
-def resolve_handler(path: str) -> Any:
-    module_name, _, name = current_handler_name(path).partition(":")
-    return getattr(importlib.import_module(module_name), name)
-
-
 def masked_openid(openid: str) -> str:
     return f"{openid[:4]}…{openid[-4:]}" if len(openid) > 10 else "…"
 
@@ -64,16 +58,15 @@ def masked_openid(openid: str) -> str:
 def compute(spec: JobSpec, context: WorkerContext) -> tuple[str | None, str | None]:
     """The passive reply XML and the custom/send body (JSON text) of the handler's answer; (None, None) when
     it has nothing to say or fails (logged: the follower then gets nothing, as with a failing passive handler)."""
-    import handle  # the web process's parser, so that the handler sees the message it would have seen
-
     if not context.allowlist.allows(spec.handler):
         # Never imported: the name came from Redis, where anyone with access could have written it.
         log.error("refused handler %r of job %s: no background rule of %s names it; not running it",
                   spec.handler, spec.job_id, context.settings.replies_file)
         return None, None
     try:
-        message = handle.parse_message(spec.fields)
-        value = render.call_handler(resolve_handler(spec.handler), message, context.handler_context)
+        # The web process's parser, so that the handler sees the message it would have seen.
+        message = messages.parse(spec.fields)
+        value = render.call_handler(resolve_handler(spec.handler), message.wechat, context.handler_context)
         reply = render.reply_from_value(value, message)
         xml = render.render_reply(reply, message, context.handler_context)
     except Exception:

@@ -13,7 +13,7 @@ from slow_replies.jobs import QUEUE_NAME
 from slow_replies.perform import WorkerContext
 from weixin import redis_clients
 from weixin.config import Settings
-from weixin.replies import RulesError, load_rules
+from weixin.rules import RulesError, load_rules
 
 log = logging.getLogger("slow_replies")
 
@@ -26,15 +26,12 @@ def preload(settings: Settings) -> int:
     """Import the job's code and the replies file's handlers once, so that each job's forked process starts
     with them loaded (importing them per job costs about 0.2 s). Returns the number of background rules."""
     importlib.import_module("slow_replies.perform")
-    importlib.import_module("handle")
     try:
         rules = load_rules(settings.replies_file)
     except RulesError as error:
         log.warning("replies file not loaded (%s); handlers will be imported per job", error)
         return 0
-    replies = [rule.reply for rule in rules.keywords] + [rules.default]
-    replies += [*rules.messages.values(), *rules.events.values(), *rules.menu.values(), *rules.scenes.values()]
-    return sum(1 for reply in replies if reply is not None and reply.background)
+    return sum(1 for reply in rules.all_replies() if reply.background)
 
 
 def run_worker(settings: Settings, burst: bool = False) -> int:

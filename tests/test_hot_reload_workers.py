@@ -153,7 +153,7 @@ def test_respawned_workers_answer_from_the_saved_rules_not_the_masters_copy(serv
     assert answers_of_every_worker(server, client, "v3") == held_by_every_worker(server)
 
 
-# --- the same, as pure functions of ReplyBook (no uWSGI) -------------------------------------------------------
+# --- the same, as pure functions of LiveRules (no uWSGI) -------------------------------------------------------
 
 
 def first_reply(book) -> str:
@@ -162,13 +162,13 @@ def first_reply(book) -> str:
 
 def test_an_edit_of_the_same_size_and_mtime_is_still_seen(tmp_path: Path) -> None:
     """Some filesystems keep mtime in whole seconds: a second edit of the same size can leave the stat unchanged."""
-    from weixin.replies import ReplyBook
+    from weixin.rules import LiveRules
 
     path = tmp_path / "replies.yaml"
     path.write_text("default: first\n")
     stat = path.stat()
     now = [0.0]
-    book = ReplyBook(path, check_interval=0.5, clock=lambda: now[0])
+    book = LiveRules(path, check_interval=0.5, clock=lambda: now[0])
     path.write_text("default: again\n")
     os.utime(path, ns=(stat.st_atime_ns, stat.st_mtime_ns))
     assert path.stat().st_size == stat.st_size and path.stat().st_mtime_ns == stat.st_mtime_ns
@@ -177,23 +177,23 @@ def test_an_edit_of_the_same_size_and_mtime_is_still_seen(tmp_path: Path) -> Non
 
 
 def test_after_fork_loads_the_saved_file_before_any_request(tmp_path: Path) -> None:
-    from weixin.replies import ReplyBook
+    from weixin.rules import LiveRules
 
     path = tmp_path / "replies.yaml"
     path.write_text("default: loaded by the master\n")
-    book = ReplyBook(path, clock=lambda: 0.0, background=True)
+    book = LiveRules(path, clock=lambda: 0.0, background=True)
     path.write_text("default: saved since\n")
     book.after_fork()
     assert book.rules.default.value.text == "saved since"  # without a request (current()) in between
 
 
 def test_the_request_that_notices_an_edit_waits_for_a_quick_load(tmp_path: Path) -> None:
-    from weixin.replies import ReplyBook
+    from weixin.rules import LiveRules
 
     path = tmp_path / "replies.yaml"
     path.write_text(rules("v1"))
     now = [0.0]
-    book = ReplyBook(path, clock=lambda: now[0], background=True, reload_wait=30.0)
+    book = LiveRules(path, clock=lambda: now[0], background=True, reload_wait=30.0)
     path.write_text(rules("v2"))
     now[0] = 1.0
     assert first_reply(book) == "rules v2"
@@ -201,14 +201,14 @@ def test_the_request_that_notices_an_edit_waits_for_a_quick_load(tmp_path: Path)
 
 def test_an_in_place_copy_that_puts_back_the_old_mtime_is_seen(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """`cp -p new.yaml replies.yaml`: same inode, same size, the source's (older) mtime; only ctime tells."""
-    from weixin import replies
+    from weixin.rules import LiveRules, live
 
-    monkeypatch.setattr(replies, "RECENT_EDIT_NS", 0)  # the stat alone, as long after the last edit
+    monkeypatch.setattr(live, "RECENT_EDIT_NS", 0)  # the stat alone, as long after the last edit
     path = tmp_path / "replies.yaml"
     path.write_text("default: first\n")
     stat = path.stat()
     now = [0.0]
-    book = replies.ReplyBook(path, check_interval=0.5, clock=lambda: now[0])
+    book = LiveRules(path, check_interval=0.5, clock=lambda: now[0])
     path.write_text("default: again\n")
     os.utime(path, ns=(stat.st_atime_ns, stat.st_mtime_ns))
     now[0] = 1.0

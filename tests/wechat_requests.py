@@ -11,7 +11,8 @@ from typing import Any
 import requests
 import xmltodict
 
-from utils import make_signature
+from utils import make_signature, xml_fields
+from weixin import messages
 from weixin.crypto import aes_key_from_encoding_key, decrypt_message, encrypt_message
 
 FIXTURES = Path(__file__).resolve().parent / "fixtures"
@@ -21,6 +22,11 @@ _message_ids = itertools.count(int(time.time() * 1000) * 1000)
 def fixture(name: str) -> bytes:
     """A fixture file such as "messages/text.xml" or "attacks/xxe_file.xml"."""
     return (FIXTURES / name).read_bytes()
+
+
+def parsed_message(xml: str | bytes) -> messages.Message:
+    """A push's XML parsed as the endpoint parses it (weixin/messages.py)."""
+    return messages.parse(xml_fields(xml.encode("utf-8") if isinstance(xml, str) else xml))
 
 
 def fresh_id() -> int:

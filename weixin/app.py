@@ -31,7 +31,7 @@ from weixin.local_dedupe import local_claims
 from weixin.logs import RateLimit
 from weixin.oauth import routes as oauth_routes
 from weixin.render import HandlerContext
-from weixin.replies import RELOAD_WAIT_SECONDS, ReplyBook
+from weixin.rules import RELOAD_WAIT_SECONDS, LiveRules
 
 PLAINTEXT_WARNING_SECONDS = 60.0  # a console left in plaintext mode would otherwise log on every push
 
@@ -42,7 +42,7 @@ class App:
 
     settings: Settings
     redis: redis.Redis  # the request path's client (fail fast): retry cache, OAuth sessions
-    rules: ReplyBook  # the replies file, reloaded when it changes
+    rules: LiveRules  # the replies file, reloaded when it changes
     retry_cache: RetryCache
     aes_key: bytes | None  # None: no EncodingAESKey configured
     background: BackgroundReplies
@@ -60,7 +60,7 @@ class App:
         return cls(
             settings=settings,
             redis=client,
-            rules=ReplyBook(settings.replies_file, background=background_reload, reload_wait=RELOAD_WAIT_SECONDS),
+            rules=LiveRules(settings.replies_file, background=background_reload, reload_wait=RELOAD_WAIT_SECONDS),
             retry_cache=RetryCache(client, fallback=local_claims()),
             aes_key=aes_key_from_encoding_key(settings.encoding_aes_key) if settings.encoding_aes_key else None,
             background=BackgroundReplies(settings),

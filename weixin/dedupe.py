@@ -14,7 +14,6 @@ import enum
 import hashlib
 import logging
 import os
-import re
 import socket
 import threading
 import time
@@ -34,10 +33,6 @@ REDIS_BACKOFF_SECONDS = 5.0  # after a Redis failure, don't pay a connection tim
 DEFAULT_TIMESTAMP_WINDOW = 300  # WECHAT_TIMESTAMP_WINDOW's default in config.VARIABLES (a test checks)
 # Whole-second timestamps and the time between the window check and the claim.
 FINGERPRINT_SLACK_SECONDS = 5
-# WeChat's MsgId: ASCII digits (a 64-bit number). str.isdigit() would also accept '٤' or '４'.
-MSG_ID_PATTERN = re.compile(r"[0-9]{1,24}")
-# What may stand in a key name as the account when no AppID is configured (an original id: gh_...).
-ACCOUNT_PATTERN = re.compile(r"[A-Za-z0-9_-]{1,64}")
 
 
 class Outcome(enum.Enum):
@@ -128,30 +123,6 @@ class Claim:
     @property
     def label(self) -> str:
         return self.outcome.value + ("-local" if self.local else "")
-
-
-def message_key(appid: str, message: Any) -> str:
-    """The retry-cache key for a message: its account, its sender and the message itself, so that a
-    stored reply only ever answers a delivery of the message it was made for (another follower's request
-    carrying the same MsgId gets its own). Messages: `<account>:id:<MsgId>:<digest of To and From>`;
-    events (and a MsgId that is not ASCII digits): `<account>:ev:<digest>` of To, From, CreateTime, Event,
-    EventKey... Digests keep the key short and free of openids and of whatever a field contains."""
-    data = getattr(message, "_data", {}) or {}
-    to_user = str(data.get("ToUserName") or "")
-    from_user = str(data.get("FromUserName") or "")
-    account = appid or (to_user if ACCOUNT_PATTERN.fullmatch(to_user) else "to-" + _digest(to_user)[:16])
-    msg_id = str(data.get("MsgId") or "")
-    if MSG_ID_PATTERN.fullmatch(msg_id):
-        return f"wechat:msg:{account}:id:{msg_id}:{_digest(to_user, from_user)}"
-    parts = [to_user, from_user] + [
-        str(data.get(name) or "") for name in ("CreateTime", "MsgType", "Event", "EventKey", "MsgID", "MsgId")
-    ]
-    return f"wechat:msg:{account}:ev:{_digest(*parts)}"
-
-
-def _digest(*values: str) -> str:
-    # \x1f cannot occur in a field: XML 1.0 has no such character.
-    return hashlib.sha1("\x1f".join(values).encode("utf-8", "surrogatepass")).hexdigest()
 
 
 class ScriptRunner:

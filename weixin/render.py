@@ -16,6 +16,7 @@ from typing import Any
 from urllib.parse import quote
 
 import redis
+from wechatpy.messages import BaseMessage
 from wechatpy.replies import (
     ArticlesReply,
     BaseReply,
@@ -28,7 +29,8 @@ from wechatpy.replies import (
 
 from utils import xml_safe_text
 from weixin.config import Settings
-from weixin.replies import MAX_ARTICLES_FOR_EVENT, MAX_ARTICLES_FOR_MESSAGE, Reply, Template, describe
+from weixin.messages import Message
+from weixin.rules import MAX_ARTICLES_FOR_EVENT, MAX_ARTICLES_FOR_MESSAGE, Reply, Template
 
 log = logging.getLogger("render")
 
@@ -62,7 +64,7 @@ def takes_context(function: Callable[..., Any]) -> bool:
     return len(positional) >= 2 or any(p.kind is p.VAR_POSITIONAL for p in parameters)
 
 
-def call_handler(function: Callable[..., Any], message: Any, context: HandlerContext | None) -> Any:
+def call_handler(function: Callable[..., Any], message: BaseMessage, context: HandlerContext | None) -> Any:
     """The handler's plain return value; the context goes only to a handler that takes it, and only when
     there is one (a caller without a process context, a test say, calls it with the message alone)."""
     if context is not None and takes_context(function):
@@ -70,18 +72,13 @@ def call_handler(function: Callable[..., Any], message: Any, context: HandlerCon
     return function(message)
 
 
-def placeholder_values(message: Any) -> dict[str, str]:
+def placeholder_values(message: Message) -> dict[str, str]:
     """The values a text template may use, from the raw fields of the message (missing ones are empty)."""
-    data = getattr(message, "_data", {}) or {}
-
-    def raw(name: str) -> str:
-        value = data.get(name)
-        return "" if value is None or isinstance(value, dict | list) else str(value)
-
-    scan_info = data.get("ScanCodeInfo") if isinstance(data.get("ScanCodeInfo"), dict) else {}
-    pics_info = data.get("SendPicsInfo") if isinstance(data.get("SendPicsInfo"), dict) else {}
-    location_info = data.get("SendLocationInfo") if isinstance(data.get("SendLocationInfo"), dict) else {}
-    category, kind = describe(message)
+    raw = message.text
+    scan_info = message.group("ScanCodeInfo")
+    pics_info = message.group("SendPicsInfo")
+    location_info = message.group("SendLocationInfo")
+    category, kind = message.category, message.kind
     return {
         "content": raw("Content"),
         "openid": raw("FromUserName"),
@@ -89,7 +86,7 @@ def placeholder_values(message: Any) -> dict[str, str]:
         "msg_type": kind if category == "message" else "event",
         "event": kind if category == "event" else "",
         "event_key": raw("EventKey"),
-        "scene": str(getattr(message, "scene_id", "") or ""),
+        "scene": str(getattr(message.wechat, "scene_id", "") or ""),
         "recognition": raw("Recognition"),
         "label": raw("Label") or str(location_info.get("Label") or ""),
         "latitude": raw("Location_X") or raw("Latitude") or str(location_info.get("Location_X") or ""),
@@ -107,18 +104,17 @@ def placeholder_values(message: Any) -> dict[str, str]:
     }
 
 
-def _addressing(message: Any) -> dict[str, Any]:
+def _addressing(message: Message) -> dict[str, Any]:
     """The To/From swap: we answer the follower (FromUserName) from the account (ToUserName)."""
     return {
-        "source": xml_safe_text(message.target or ""),
-        "target": xml_safe_text(message.source or ""),
+        "source": xml_safe_text(message.wechat.target or ""),
+        "target": xml_safe_text(message.wechat.source or ""),
         "time": int(time.time()),
     }
 
 
-def max_articles_for(message: Any) -> int:
-    category, _ = describe(message)
-    return MAX_ARTICLES_FOR_EVENT if category == "event" else MAX_ARTICLES_FOR_MESSAGE
+def max_articles_for(message: Message) -> int:
+    return MAX_ARTICLES_FOR_EVENT if message.category == "event" else MAX_ARTICLES_FOR_MESSAGE
 
 
 # A reply without placeholders is rendered once with these stand-ins for the header, then each request
@@ -132,7 +128,7 @@ def _as_written(template: Template) -> str:
     return xml_safe_text(template.render({}))
 
 
-def render_reply(reply: Reply | None, message: Any, context: HandlerContext | None = None) -> str | None:
+def render_reply(reply: Reply | None, message: Message, context: HandlerContext | None = None) -> str | None:
     """The reply XML, or None when there is nothing to say (the caller answers `success`). A handler
     reply's function gets `context` if it takes one (see HandlerContext)."""
     if reply is None:
@@ -141,12 +137,12 @@ def render_reply(reply: Reply | None, message: Any, context: HandlerContext | No
         if "takes_context" not in reply.rendered:  # inspected once per rule, not per message
             reply.rendered["takes_context"] = takes_context(reply.value)
         if context is not None and reply.rendered["takes_context"]:
-            value = reply.value(message, context)
+            value = reply.value(message.wechat, context)
         else:
-            value = reply.value(message)
+            value = reply.value(message.wechat)
         return render_reply(reply_from_value(value, message), message)
     if reply.kind == "echo":
-        content = str(getattr(message, "content", "") or "")
+        content = str(getattr(message.wechat, "content", "") or "")
         return TextReply(content=xml_safe_text(content), **_addressing(message)).render() if content else None
     if reply.is_static:
         if "xml" not in reply.rendered:
@@ -206,7 +202,7 @@ def _build(
     raise ValueError(f"unknown reply kind {reply.kind!r}")
 
 
-def reply_from_value(value: Any, message: Any) -> Reply | None:
+def reply_from_value(value: Any, message: Message) -> Reply | None:
     """A handler's plain return value as a Reply: None, text, a list of articles, or {kind: ...}."""
     if value is None or value == "":
         return None
@@ -235,7 +231,7 @@ def _literal(text: Any) -> Template:
     return Template(str(text or "").replace("{", "{{").replace("}", "}}"))
 
 
-def _news_from_value(items: list, message: Any) -> Reply:
+def _news_from_value(items: list, message: Message) -> Reply:
     limit = max_articles_for(message)
     if len(items) > limit:
         log.warning(

@@ -7,17 +7,16 @@ import textwrap
 from pathlib import Path
 
 import pytest
-import wechatpy
 
 from slow_replies.custom_message import NotSendable, custom_message, encode
-from tests.wechat_requests import fixture
+from tests.wechat_requests import fixture, parsed_message
 from weixin.config import ConfigError, load_settings
 from weixin.render import reply_from_value
-from weixin.replies import RulesError, handler_path, load_rules, parse_rules
+from weixin.rules import RulesError, handler_path, load_rules, parse_rules
 
 ROOT = Path(__file__).resolve().parent.parent.parent
-MESSAGE = wechatpy.parse_message(fixture("messages/text.xml").decode())
-EVENT = wechatpy.parse_message(fixture("events/subscribe.xml").decode())
+MESSAGE = parsed_message(fixture("messages/text.xml").decode())
+EVENT = parsed_message(fixture("events/subscribe.xml").decode())
 
 
 def test_text_becomes_a_text_message_with_braces_and_chinese_kept() -> None:
@@ -45,7 +44,7 @@ def test_media_replies_keep_their_media_id_and_nothing_stays_nothing() -> None:
 
 
 def test_an_echo_reply_has_no_customer_service_form() -> None:
-    from weixin.replies import Reply
+    from weixin.rules import Reply
 
     with pytest.raises(NotSendable):
         custom_message("oX", Reply("echo"))

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import pytest
 import redis
-import wechatpy
 
 from devstack.processes import AppServer, RedisServer
 from sandbox.server import SandboxServer
@@ -23,7 +22,8 @@ from tests.slow_replies.conftest import (
     wait_until,
     wait_until_settled,
 )
-from weixin.dedupe import message_key
+from tests.wechat_requests import parsed_message
+from weixin.messages import retry_key
 
 SEND = "/cgi-bin/message/custom/send"
 
@@ -34,7 +34,7 @@ def deferred_lookup(app: AppServer, book_source: BookSource, openid: str) -> str
     book_source.slow(number, SLOW)
     xml = text_message(openid, number)
     assert send(app, xml).text == "success"
-    return job_id_for(message_key(TEST_APPID, wechatpy.parse_message(xml.decode())))
+    return job_id_for(retry_key(TEST_APPID, parsed_message(xml)))
 
 
 def job_state(redis_server: RedisServer, job_id: str) -> str | None:

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import logging
 import time
-import types
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -26,7 +25,9 @@ from tests.conftest import TEST_APPID
 from tests.counting_handlers import count_runs
 from tests.waiting import wait_until
 from weixin.config import load_settings
-from weixin.replies import Reply
+from weixin.messages import parse
+from weixin.request_record import RequestRecord
+from weixin.rules import Reply
 
 SEND = "/cgi-bin/message/custom/send"
 OPENID = "oRerunFollower00000000000001"
@@ -116,9 +117,10 @@ def test_the_same_message_delivered_twice_queues_one_job_and_no_worker_is_report
     settings = load_settings({"WECHAT_TOKEN": "abcdef", "REDIS_URL": redis_server.url, "REPLY_DEADLINE": "0.2"},
                              Path("/dev/null"))
     background = BackgroundReplies(settings)
-    message = types.SimpleNamespace(_data={"FromUserName": OPENID, "Content": "x", "MsgId": "7"})
+    message = parse({"ToUserName": "gh_account", "FromUserName": OPENID, "MsgType": "text", "Content": "x",
+                     "MsgId": "7"})
     for _ in range(2):
-        record = types.SimpleNamespace(rule="test-rule", reply="-")
+        record = RequestRecord(rule="test-rule")
         xml = answer_or_defer(Reply("handler", count_runs, background=True), message, "wechat:msg:A:id:7", background,
                               time.perf_counter() + settings.reply_deadline, record)
         assert xml is None and record.reply in ("deferred", "background-abandoned")

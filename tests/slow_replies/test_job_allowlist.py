@@ -17,10 +17,9 @@ from devstack.processes import AppServer, RedisServer
 from sandbox.server import SandboxServer
 from slow_replies.allowlist import AllowlistedJob, HandlerAllowlist, background_handlers
 from slow_replies.jobs import JOB_FUNCTION, QUEUE_NAME, JobSpec
-from slow_replies.perform import resolve_handler
 from tests.slow_replies.book_source import BookSource, new_isbn13
 from tests.slow_replies.conftest import Worker, delivered_to, new_follower, send, text_message, wait_until
-from weixin.replies import load_rules
+from weixin.rules import load_rules, resolve_handler
 
 
 def planted_queue(redis_server: RedisServer) -> Queue:

@@ -7,7 +7,6 @@ import re
 from concurrent.futures import ThreadPoolExecutor
 
 import requests
-import wechatpy
 
 from devstack.processes import AppServer, RedisServer
 from sandbox.server import SandboxServer
@@ -23,7 +22,8 @@ from tests.slow_replies.conftest import (
     wait_until,
     wait_until_settled,
 )
-from weixin.dedupe import message_key
+from tests.wechat_requests import parsed_message
+from weixin.messages import retry_key
 
 
 def send_and_survive(app: AppServer, xml: bytes) -> requests.Response | None:
@@ -35,7 +35,7 @@ def send_and_survive(app: AppServer, xml: bytes) -> requests.Response | None:
 
 
 def job_id(xml: bytes) -> str:
-    return job_id_for(message_key(TEST_APPID, wechatpy.parse_message(xml.decode())))
+    return job_id_for(retry_key(TEST_APPID, parsed_message(xml)))
 
 
 def titles_delivered(wechat: SandboxServer, openid: str) -> list[str]:

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from weixin.replies import RulesError, load_rules
+from weixin.rules import RulesError, load_rules
 
 FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "replies"
 

@@ -10,37 +10,37 @@ import time
 from pathlib import Path
 
 import redis
-import wechatpy
 
 from devstack.processes import free_port, running_redis
-from tests.wechat_requests import fixture
+from tests.wechat_requests import fixture, parsed_message
 from weixin import redis_clients
-from weixin.dedupe import NOTHING, PENDING, Outcome, RequestFingerprint, RetryCache, message_key
+from weixin.dedupe import NOTHING, PENDING, Outcome, RequestFingerprint, RetryCache
+from weixin.messages import retry_key
 
 
 def parsed(name: str, **replace: str):
     text = fixture(name).decode()
     for old, new in replace.items():
         text = text.replace(old, new)
-    return wechatpy.parse_message(text)
+    return parsed_message(text)
 
 
 def test_message_key_uses_appid_msgid_and_a_digest_of_account_and_sender() -> None:
     sender = hashlib.sha1(b"gh_10f6c3c3ac5a\x1foFollower0000000000000000001").hexdigest()
-    assert message_key("wxapp", parsed("messages/text.xml")) == f"wechat:msg:wxapp:id:6054768590064713728:{sender}"
+    assert retry_key("wxapp", parsed("messages/text.xml")) == f"wechat:msg:wxapp:id:6054768590064713728:{sender}"
 
 
 def test_event_keys_separate_distinct_events_in_the_same_second() -> None:
-    subscribe = message_key("wxapp", parsed("events/subscribe.xml"))
-    location = message_key("wxapp", parsed("events/location.xml"))
-    click_a = message_key("wxapp", parsed("events/click.xml"))
-    click_b = message_key("wxapp", parsed("events/click.xml", V1001_TODAY="V1002_ABOUT"))
+    subscribe = retry_key("wxapp", parsed("events/subscribe.xml"))
+    location = retry_key("wxapp", parsed("events/location.xml"))
+    click_a = retry_key("wxapp", parsed("events/click.xml"))
+    click_b = retry_key("wxapp", parsed("events/click.xml", V1001_TODAY="V1002_ABOUT"))
     assert len({subscribe, location, click_a, click_b}) == 4
-    assert message_key("wxapp", parsed("events/click.xml")) == click_a  # a retry is the same key
+    assert retry_key("wxapp", parsed("events/click.xml")) == click_a  # a retry is the same key
 
 
 def test_event_key_contains_no_raw_event_key_text() -> None:
-    key = message_key("wxapp", parsed("events/view.xml"))
+    key = retry_key("wxapp", parsed("events/view.xml"))
     assert "example.com" not in key and key.startswith("wechat:msg:wxapp:ev:")
 
 

@@ -6,7 +6,6 @@ MsgId, so a request that carries another follower's MsgId never gets that follow
 from __future__ import annotations
 
 import pytest
-import wechatpy
 
 from slow_replies.jobs import job_id_for
 from tests.conftest import TEST_AES_KEY, TEST_APPID, TEST_TOKEN
@@ -15,10 +14,11 @@ from tests.wechat_requests import (
     fixture,
     fresh_id,
     open_encrypted_reply,
+    parsed_message,
     prepare,
     reply_fields,
 )
-from weixin.dedupe import message_key
+from weixin.messages import parse, retry_key
 
 VICTIM = "oVictim000000000000000000001"
 OTHER = "oOther0000000000000000000002"
@@ -33,20 +33,20 @@ def text_xml(sender: str, content: str, msg_id: str, account: str = ACCOUNT) -> 
 
 
 def parsed(sender: str, msg_id: str = "6054768590064713728", account: str = ACCOUNT, content: str = "hi"):
-    return wechatpy.parse_message(text_xml(sender, content, msg_id, account).decode())
+    return parsed_message(text_xml(sender, content, msg_id, account))
 
 
 # --- the key (pure) ------------------------------------------------------------------------------
 
 
 def test_the_message_key_covers_account_sender_and_msgid() -> None:
-    victim = message_key("wxapp", parsed(VICTIM))
-    assert message_key("wxapp", parsed(VICTIM, content="a retry")) == victim  # WeChat's retry: the same key
+    victim = retry_key("wxapp", parsed(VICTIM))
+    assert retry_key("wxapp", parsed(VICTIM, content="a retry")) == victim  # WeChat's retry: the same key
     others = {
-        message_key("wxapp", parsed(OTHER)),  # another follower, the same MsgId
-        message_key("wxapp", parsed(VICTIM, account="gh_000000000001")),  # another account behind one AppID
-        message_key("wxapp", parsed(VICTIM, msg_id="6054768590064713729")),  # another message
-        message_key("wxother", parsed(VICTIM)),  # another AppID
+        retry_key("wxapp", parsed(OTHER)),  # another follower, the same MsgId
+        retry_key("wxapp", parsed(VICTIM, account="gh_000000000001")),  # another account behind one AppID
+        retry_key("wxapp", parsed(VICTIM, msg_id="6054768590064713729")),  # another message
+        retry_key("wxother", parsed(VICTIM)),  # another AppID
     }
     assert victim not in others and len(others) == 4
 
@@ -54,31 +54,31 @@ def test_the_message_key_covers_account_sender_and_msgid() -> None:
 def test_the_message_key_is_short_and_holds_no_openid_or_odd_text() -> None:
     odd_account = "gh_" + "x" * 5000 + "\n:*?"
     for key in (
-        message_key("wxapp", parsed(VICTIM)),
-        message_key("", parsed(VICTIM)),
-        message_key("", parsed(VICTIM, account=odd_account)),
-        message_key("wxapp", wechatpy.parse_message(fixture("events/view.xml").decode())),
+        retry_key("wxapp", parsed(VICTIM)),
+        retry_key("", parsed(VICTIM)),
+        retry_key("", parsed(VICTIM, account=odd_account)),
+        retry_key("wxapp", parsed_message(fixture("events/view.xml"))),
     ):
         assert key.startswith("wechat:msg:") and len(key) <= 120, key
         assert key.isascii() and key.isprintable() and " " not in key, key
         assert VICTIM not in key and "oFollower" not in key and "xxxx" not in key
-    assert message_key("wxapp", parsed(VICTIM)).startswith("wechat:msg:wxapp:id:6054768590064713728:")
+    assert retry_key("wxapp", parsed(VICTIM)).startswith("wechat:msg:wxapp:id:6054768590064713728:")
 
 
 @pytest.mark.parametrize("msg_id", ["٤٧١١", "４７１１", "4711\n", "+4711", " 4711", "1" * 25])
 def test_a_msgid_that_is_not_ascii_digits_is_not_used_as_a_message_id(msg_id: str) -> None:
     """str.isdigit() accepts '٤' (Arabic-Indic) and '４' (full-width): such a MsgId is no WeChat MsgId, and
     it must not end up in a key name; the message is keyed by its digest, as an event is."""
-    fields = dict(parsed(VICTIM)._data, MsgId=msg_id)  # as handle.parse_message builds it: no stripping
-    key = message_key("wxapp", wechatpy.messages.TextMessage(fields))
+    fields = dict(parsed(VICTIM).fields, MsgId=msg_id)  # as the endpoint parses it: no stripping
+    key = retry_key("wxapp", parse(fields))
     assert key.isascii() and ":id:" not in key, key
-    assert key != message_key("wxapp", wechatpy.messages.TextMessage(dict(fields, FromUserName=OTHER)))
+    assert key != retry_key("wxapp", parse(dict(fields, FromUserName=OTHER)))
 
 
 def test_background_job_ids_follow_the_same_key() -> None:
-    victim = job_id_for(message_key(TEST_APPID, parsed(VICTIM)))
-    assert victim == job_id_for(message_key(TEST_APPID, parsed(VICTIM)))
-    assert victim != job_id_for(message_key(TEST_APPID, parsed(OTHER)))
+    victim = job_id_for(retry_key(TEST_APPID, parsed(VICTIM)))
+    assert victim == job_id_for(retry_key(TEST_APPID, parsed(VICTIM)))
+    assert victim != job_id_for(retry_key(TEST_APPID, parsed(OTHER)))
 
 
 # --- through uWSGI and Redis -----------------------------------------------------------------------

@@ -24,7 +24,7 @@ import handle
 from handlers.books import parse_isbn
 from tests.wechat_requests import fixture
 from utils import xml_fields
-from weixin.replies import RulesError, load_rules, parse_rules
+from weixin.rules import RulesError, load_rules, parse_rules
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -76,7 +76,7 @@ def text_message(content: str):
     """A text message parsed as handle.py parses it before RuleSet.find_reply (the content is not stripped)."""
     xml = fixture("messages/text.xml").decode().replace("微博", content).encode()
     message = handle.parse_message(xml_fields(xml))
-    assert message.content == content
+    assert message.wechat.content == content
     return message
 
 

@@ -9,11 +9,11 @@ import textwrap
 from pathlib import Path
 
 import pytest
-import wechatpy
 
 import handlers.books
-from tests.wechat_requests import fixture
-from weixin.replies import ReplyBook, RulesError, handler_path, load_rules, parse_rules
+import weixin.oauth.profile_link
+from tests.wechat_requests import fixture, parsed_message
+from weixin.rules import LiveRules, RulesError, handler_path, load_rules, parse_rules
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -23,12 +23,12 @@ def rules(text: str):
 
 
 def message(name: str):
-    return wechatpy.parse_message(fixture(name).decode())
+    return parsed_message(fixture(name))
 
 
 def text_message(content: str):
     xml = fixture("messages/text.xml").decode().replace("微博", content)
-    return wechatpy.parse_message(xml)
+    return parsed_message(xml)
 
 
 def test_the_shipped_replies_file_is_valid_and_covers_the_required_cases() -> None:
@@ -150,14 +150,14 @@ def test_reply_is_found_for_every_fixture_message_and_event() -> None:
     for path in sorted((ROOT / "tests/fixtures/messages").glob("*.xml")) + sorted(
         (ROOT / "tests/fixtures/events").glob("*.xml")
     ):
-        match = shipped.find_reply(wechatpy.parse_message(path.read_text()))
+        match = shipped.find_reply(parsed_message(path.read_bytes()))
         assert match.rule, path.name
 
 
 def test_unknown_click_key_and_unknown_event_say_nothing() -> None:
     shipped = load_rules(ROOT / "replies.yaml")
     unknown_click = fixture("events/click.xml").decode().replace("V1001_TODAY", "NO_SUCH_KEY")
-    assert shipped.find_reply(wechatpy.parse_message(unknown_click)).reply is None
+    assert shipped.find_reply(parsed_message(unknown_click)).reply is None
     assert shipped.find_reply(message("events/unknown.xml")).reply is None
     assert shipped.find_reply(message("events/unsubscribe.xml")).reply is None
 
@@ -166,7 +166,7 @@ def test_hot_reload_picks_up_changes_and_keeps_the_last_good_rules(tmp_path: Pat
     path = tmp_path / "replies.yaml"
     path.write_text("keywords:\n  - match: a\n    reply: first\n")
     now = [0.0]
-    book = ReplyBook(path, check_interval=1.0, clock=lambda: now[0])
+    book = LiveRules(path, check_interval=1.0, clock=lambda: now[0])
     assert book.current().match_text("a").reply.value.text == "first"
 
     path.write_text("keywords:\n  - match: a\n    reply: second version\n")
@@ -183,9 +183,9 @@ def test_an_invalid_file_at_start_up_is_fatal(tmp_path: Path) -> None:
     path = tmp_path / "replies.yaml"
     path.write_text("keywords:\n  - regex: '('\n    reply: broken\n")
     with pytest.raises(RulesError):
-        ReplyBook(path)
+        LiveRules(path)
     with pytest.raises(RulesError, match="no such file"):
-        ReplyBook(tmp_path / "missing.yaml")
+        LiveRules(tmp_path / "missing.yaml")
 
 
 def test_check_command_validates_without_starting_anything(tmp_path: Path) -> None:
@@ -206,7 +206,7 @@ def test_a_background_reload_keeps_serving_the_old_rules_until_the_new_ones_are_
     path = tmp_path / "replies.yaml"
     path.write_text("keywords:\n  - match: a\n    reply: first\n")
     now = [0.0]
-    book = ReplyBook(path, check_interval=1.0, clock=lambda: now[0], background=True)
+    book = LiveRules(path, check_interval=1.0, clock=lambda: now[0], background=True)
     lines = ["keywords:"] + [f"  - match: kw{i}\n    reply: r{i}" for i in range(3000)] + [
         "  - match: a\n    reply: second version"
     ]
@@ -243,7 +243,8 @@ def test_a_handler_under_its_old_name_still_loads_works_and_warns_once_with_its_
     assert handler_path(handler) == "handlers.books:lookup"
     # A wrong check digit is answered without asking the book source.
     wrong_digit = "9787111547420"
-    assert handler(text_message(wrong_digit)) == handlers.books.checksum_text(handlers.books.parse_isbn(wrong_digit))
+    expected = handlers.books.checksum_text(handlers.books.parse_isbn(wrong_digit))
+    assert handler(text_message(wrong_digit).wechat) == expected
     warnings = [record.getMessage() for record in caplog.records if record.levelno == logging.WARNING]
     assert warnings == [
         f"{path} line 5: handler 'books:lookup' is now 'handlers.books:lookup'; the old name still works"
@@ -254,3 +255,18 @@ def test_the_new_handler_names_load_without_a_warning(caplog: pytest.LogCaptureF
     with caplog.at_level(logging.WARNING, logger="replies"):
         load_rules(ROOT / "replies.yaml")
     assert not [record for record in caplog.records if record.levelno >= logging.WARNING]
+
+
+@pytest.mark.parametrize("old_name", ["weixin.oauth.replies:profile_link", "oauth.replies:profile_link"])
+def test_the_profile_link_handler_under_an_old_module_name_still_loads_and_warns(
+    old_name: str, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    path = tmp_path / "replies.yaml"
+    path.write_text(f'keywords:\n  - match: 我的资料\n    reply: {{handler: "{old_name}"}}\n', encoding="utf-8")
+    with caplog.at_level(logging.WARNING, logger="replies"):
+        ruleset = load_rules(path)
+    assert ruleset.match_text("我的资料").reply.value is weixin.oauth.profile_link.profile_link
+    warnings = [record.getMessage() for record in caplog.records if record.levelno == logging.WARNING]
+    assert warnings == [
+        f"{path} line 3: handler '{old_name}' is now 'weixin.oauth.profile_link:profile_link'; the old name still works"
+    ]

@@ -3,13 +3,20 @@
 from __future__ import annotations
 
 import pytest
-import wechatpy
 import xmltodict
 
 from tests.conftest import TEST_AES_KEY, TEST_APPID, TEST_TOKEN
-from tests.wechat_requests import FIXTURES, fixture, open_encrypted_reply, post, reply_fields, with_fresh_ids
+from tests.wechat_requests import (
+    FIXTURES,
+    fixture,
+    open_encrypted_reply,
+    parsed_message,
+    post,
+    reply_fields,
+    with_fresh_ids,
+)
 from weixin.render import render_reply
-from weixin.replies import parse_rules
+from weixin.rules import parse_rules
 
 HOSTILE = "a&b=c d#x"
 HOSTILE_QUOTED = "a%26b%3Dc%20d%23x"
@@ -20,11 +27,11 @@ def fields(xml: str) -> dict:
 
 
 def text_message(content: str):
-    return wechatpy.parse_message(fixture("messages/text.xml").decode().replace("微博", content))
+    return parsed_message(fixture("messages/text.xml").decode().replace("微博", content))
 
 
 def click_event(key: str):
-    return wechatpy.parse_message(fixture("events/click.xml").decode().replace("V1001_TODAY", key))
+    return parsed_message(fixture("events/click.xml").decode().replace("V1001_TODAY", key))
 
 
 def default_reply(yaml_reply: str):
@@ -38,7 +45,7 @@ def test_news_url_and_picurl_quote_the_placeholders_and_the_text_fields_keep_the
     )
     message = text_message(HOSTILE)
     item = fields(render_reply(reply, message))["Articles"]["item"]
-    assert item["Url"] == f"https://example.com/s?q={HOSTILE_QUOTED}&from={message.source}"
+    assert item["Url"] == f"https://example.com/s?q={HOSTILE_QUOTED}&from={message.sender}"
     assert item["PicUrl"] == f"https://example.com/p/{HOSTILE_QUOTED}.png"
     assert item["Title"] == f"T {HOSTILE}" and item["Description"] == f"D {HOSTILE}"
 

@@ -13,7 +13,7 @@ from sandbox.platform import DEFAULT_FOLLOWER_NICKNAME, DEFAULT_FOLLOWER_OPENID
 from tests.conftest import TEST_APPID, TEST_TOKEN
 from tests.wechat_requests import fixture, post, reply_fields, with_fresh_ids
 from tests.weixin.oauth.conftest import APP_SECRET, Visit, log_contains
-from weixin.oauth.replies import NOT_CONFIGURED
+from weixin.oauth.profile_link import NOT_CONFIGURED
 
 TRACEBACK_MARKERS = ("Traceback", "Error:", "Exception", 'File "', "internal server error")
 EXCHANGE = "/sns/oauth2/access_token"

@@ -18,7 +18,7 @@ from weixin.oauth.authorize import (
     states_match,
 )
 from weixin.oauth.profile import WITHHELD, avatar_url, profile_view
-from weixin.oauth.replies import profile_link_articles
+from weixin.oauth.profile_link import profile_link_articles
 from weixin.oauth.sessions import (
     CookieSigner,
     Session,

@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import logging
-from typing import Any
+
+from wechatpy.messages import BaseMessage
 
 from weixin.config import ConfigError, load_settings
 from weixin.oauth.authorize import LOGIN_PATH, app_url
@@ -26,8 +27,8 @@ def profile_link_articles(public_base_url: str) -> list[dict[str, str]]:
     ]
 
 
-def profile_link(message: Any, context: HandlerContext | None = None) -> list[dict[str, str]] | str:
-    """replies.yaml: `reply: {handler: "weixin.oauth.replies:profile_link"}`. The web process passes its
+def profile_link(message: BaseMessage, context: HandlerContext | None = None) -> list[dict[str, str]] | str:
+    """replies.yaml: `reply: {handler: "weixin.oauth.profile_link:profile_link"}`. The web process passes its
     HandlerContext; a call without one reads the settings from the environment."""
     try:
         base = (context.settings if context is not None else load_settings()).public_base_url
