@@ -12,7 +12,6 @@ from pathlib import Path
 
 import pytest
 import redis
-import wechatpy
 
 from devstack.processes import PROJECT_ROOT, AppServer, ManagedProcess, RedisServer, TokenServiceProcess
 from sandbox.platform import DEFAULT_SECRET, FakeWeChat
@@ -20,8 +19,8 @@ from sandbox.server import SandboxServer
 from tests.conftest import TEST_AES_KEY, TEST_APPID, TEST_TOKEN
 from tests.slow_replies.book_source import BookSource
 from tests.waiting import wait_until
-from tests.wechat_requests import fixture, post, with_fresh_ids
-from weixin.dedupe import message_key
+from tests.wechat_requests import fixture, parsed_message, post, with_fresh_ids
+from weixin.messages import retry_key
 
 DEADLINE = 1.0  # REPLY_DEADLINE for these tests; a "slow" source answers a little after it
 SLOW = 1.6
@@ -153,7 +152,7 @@ def job_id_of(xml: bytes) -> str:
     """The background job's id for a message (the same for every delivery of it)."""
     from slow_replies.jobs import job_id_for
 
-    return job_id_for(message_key(TEST_APPID, wechatpy.parse_message(xml.decode())))
+    return job_id_for(retry_key(TEST_APPID, parsed_message(xml)))
 
 
 def wait_until_settled(redis_server: RedisServer, *job_ids: str, timeout: float = 20) -> None:
