@@ -73,3 +73,63 @@ def test_a_handler_under_its_old_module_name_loads_with_a_warning_naming_the_lin
     assert "old.yaml line 3: handler 'books:lookup' is now 'handlers.books:lookup'; the old name still works" in [
         record.getMessage() for record in caplog.records
     ]
+
+
+PLACEHOLDER_HELP = (
+    "use one of account, content, description, event, event_key, format, label, latitude, longitude, media_id, "
+    "msg_type, openid, pic_count, precision, recognition, scale, scan_result, scan_type, scene, title, url "
+    "(write {{ and }} for literal braces)"
+)
+
+
+@pytest.mark.parametrize(
+    ("text", "error"),
+    [
+        ("keywords:\n  - just text\n",  # a scalar has no line: none is printed
+         "bad.yaml (keywords[0]): a keyword rule is a mapping: {match|contains|regex: ..., reply: ...}"),
+        ("keywords:\n  - match: a\n    contains: b\n    reply: x\n",
+         "bad.yaml line 2 (keywords[0]): a keyword rule needs exactly one of match/contains/regex, and reply"),
+        ("keywords:\n  - match: a\n    colour: red\n    reply: x\n",
+         "bad.yaml line 2 (keywords[0]): a keyword rule needs exactly one of match/contains/regex, and reply "
+         "(unknown keys: ['colour'])"),
+        ("keywords:\n  - match: a\n",
+         "bad.yaml line 2 (keywords[0]): a keyword rule needs exactly one of match/contains/regex, and reply"),
+        ("keywords:\n  - match: ''\n    reply: x\n",
+         "bad.yaml line 2 (keywords[0]): match needs non-empty text (or a list of texts)"),
+        ("keywords:\n  - match: []\n    reply: x\n",
+         "bad.yaml line 2 (keywords[0]): match needs non-empty text (or a list of texts)"),
+        ("keywords:\n  - contains: [a, {b: c}]\n    reply: x\n",
+         "bad.yaml line 2 (keywords[0]): contains needs non-empty text (or a list of texts)"),
+        ("keywords:\n  - regex: '(a'\n    reply: x\n", "bad.yaml line 2 (keywords[0]): bad regex '(a': missing ): (a"),
+        ("messages:\n  image: [a, b]\n",
+         "bad.yaml line 2 (messages.image): a reply is text, a mapping such as {text: ...}/{news: [...]}, or null"),
+        ("messages:\n  image: {text: a, news: []}\n",
+         "bad.yaml line 2 (messages.image): a reply needs exactly one of text, news, image, voice, video, music, "
+         "echo, handler; got text, news"),
+        ("messages:\n  image: {colour: a}\n",
+         "bad.yaml line 2 (messages.image): a reply needs exactly one of text, news, image, voice, video, music, "
+         "echo, handler; got colour"),
+        ("messages:\n  image: {echo: yes please}\n", "bad.yaml line 2 (messages.image): echo takes `true`"),
+        ("messages:\n  image: {image: '  '}\n",
+         "bad.yaml line 2 (messages.image): image takes the media_id of uploaded material"),
+        ("messages:\n  image: {voice: 3}\n",
+         "bad.yaml line 2 (messages.image): voice takes the media_id of uploaded material"),
+        ("messages:\n  image: {text: [a]}\n", "bad.yaml line 2 (messages.image): expected text, got list"),
+        ("messages:\n  image: 'hi {nope}'\n",
+         "bad.yaml line 2 (messages.image): unknown placeholder {nope}; " + PLACEHOLDER_HELP),
+        ("messages:\n  image: 'hi {content!r}'\n",
+         "bad.yaml line 2 (messages.image): unknown placeholder {content}; " + PLACEHOLDER_HELP),
+        ("messages:\n  image: 'hi {content:>3}'\n",
+         "bad.yaml line 2 (messages.image): unknown placeholder {content}; " + PLACEHOLDER_HELP),
+        ("messages:\n  image: 'hi {'\n",
+         "bad.yaml line 2 (messages.image): bad braces in text (Single '{' encountered in format string); "
+         "write {{ and }} for literal braces"),
+        ("messages:\n  colour: a\n",
+         "bad.yaml line 2 (messages.colour): unknown messages kind; known: text, image, voice, voice_unrecognized, "
+         "video, shortvideo, location, link, unknown"),
+    ],
+)
+def test_each_refusal_of_a_rule_or_a_reply_is_its_exact_line(text: str, error: str) -> None:
+    with pytest.raises(RulesError) as refused:
+        parse_rules(text, "bad.yaml")
+    assert str(refused.value).splitlines() == [error]
