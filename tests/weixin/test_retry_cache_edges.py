@@ -6,6 +6,10 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import os
+import socket
+import subprocess
+import sys
 
 import redis
 import wechatpy
@@ -14,13 +18,16 @@ from devstack.processes import free_port
 from weixin.dedupe import (
     DEFAULT_TIMESTAMP_WINDOW,
     FINGERPRINT_SLACK_SECONDS,
+    PENDING,
     REPLY_TTL_SECONDS,
     Outcome,
     RequestFingerprint,
     RetryCache,
     fail_fast_client,
     fingerprint_ttl,
+    handler_is_dead,
     message_key,
+    pending_marker,
 )
 from weixin.local_dedupe import MemoryClaims
 
@@ -120,9 +127,9 @@ def test_local_claims_while_redis_is_down_name_their_key_and_say_they_are_local(
     forged = RequestFingerprint.of("wxapp", "sig", "1700000000", "42", b"<xml>forged</xml>", 300)
     other = RequestFingerprint.of("wxapp", "sig2", "1700000000", "43", b"<xml>other</xml>", 300)
 
-    first = cache.claim("k1", original)
-    waiting = cache.claim("k1", original)
+    first = cache.claim("k1", original)  # the claim that finds Redis down records the fingerprint too
     replayed = cache.claim("k2", forged)
+    waiting = cache.claim("k1", original)
     distinct = cache.claim("k3", other)
     cache.store("k1", "<xml>reply</xml>", local=True)
     done = cache.claim("k1", original)
@@ -164,3 +171,45 @@ def test_the_request_path_redis_client_fails_fast_and_never_retries() -> None:
     assert (options["socket_connect_timeout"], options["socket_timeout"]) == (0.25, 0.5)
     assert options["health_check_interval"] == 30
     assert options["retry"].get_retries() == 0
+
+
+def test_a_retry_takes_over_with_a_full_lease_when_the_first_claim_expires_while_it_waits(
+    redis_client: redis.Redis,
+) -> None:
+    redis_client.set("k", pending_marker(), px=300)  # a live handler whose lease runs out
+    claim = RetryCache(redis_client, lease_seconds=10, wait_seconds=5).claim("k")
+    assert (claim.outcome, claim.key) == (Outcome.FIRST, "k")
+    assert redis_client.get("k") == pending_marker()
+    assert 5_000 < redis_client.pttl("k") <= 10_000
+
+
+def test_claims_made_through_redis_name_their_key_whatever_the_outcome(redis_client: redis.Redis) -> None:
+    cache = RetryCache(redis_client, wait_seconds=0.2)
+    redis_client.set("busy", pending_marker(), px=10_000)
+    busy = cache.claim("busy")
+    redis_client.set("busy", b"<xml>reply</xml>", px=10_000)
+    done = cache.claim("busy")
+    original = RequestFingerprint.of("wxapp", "sig", "1700000000", "42", b"<xml>original</xml>", 300)
+    forged = RequestFingerprint.of("wxapp", "sig", "1700000000", "42", b"<xml>forged</xml>", 300)
+    cache.claim("first", original)
+    replayed = cache.claim("second", forged)
+    assert (busy.outcome, busy.key) == (Outcome.IN_PROGRESS, "busy")
+    assert (done.outcome, done.key, done.reply) == (Outcome.DONE, "busy", "<xml>reply</xml>")
+    assert (replayed.outcome, replayed.key) == (Outcome.REPLAYED, "second")
+
+
+def test_a_reply_claimed_locally_is_stored_locally_even_once_redis_answers_again(redis_client: redis.Redis) -> None:
+    local = MemoryClaims()
+    cache = RetryCache(redis_client, fallback=local)
+    cache.store("k", "<xml>reply</xml>", local=True)
+    assert redis_client.get("k") is None
+    assert local.claim("k", b"other", 60) == b"<xml>reply</xml>"
+
+
+def test_only_a_pending_marker_of_a_gone_process_on_this_host_means_the_handler_died() -> None:
+    gone = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
+    host = socket.gethostname()
+    assert handler_is_dead(PENDING + f":{host}:{int(gone.stdout)}".encode())
+    assert not handler_is_dead(PENDING + f":{host}:{os.getpid()}".encode())
+    assert not handler_is_dead(PENDING + f":another-host:{int(gone.stdout)}".encode())
+    assert not handler_is_dead(PENDING + b":garbage")
