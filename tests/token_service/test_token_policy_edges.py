@@ -15,7 +15,7 @@ import pytest
 import redis
 
 from token_service import policy
-from token_service.store import ACCESS_TOKEN, FORCED_WINDOW_SECONDS, Credential, TokenStore
+from token_service.store import ACCESS_TOKEN, FORCED_WINDOW_SECONDS, Credential, TokenStore, fingerprint
 
 BEIJING = timezone(timedelta(hours=8))
 APPID = "wxpolicyedges0001"
@@ -153,3 +153,30 @@ def test_the_metadata_mac_keeps_its_format_so_an_upgraded_daemon_adopts_the_stor
     redis_client.hdel(store.meta_key(), "mac")
     found = store.read()
     assert found is not None and not found.vouched  # no MAC, no adoption
+
+
+def test_the_lock_lease_is_the_lease_asked_for(redis_client: redis.Redis) -> None:
+    store = TokenStore(redis_client, APPID)
+    assert store.acquire_lock("me", 1000)
+    assert 990_000 <= redis_client.pttl(store.lock_key) <= 1_000_000
+    store.release_lock("me")
+
+
+def test_each_credential_has_its_own_update_channel(redis_client: redis.Redis) -> None:
+    store = TokenStore(redis_client, APPID)
+    assert store.channel("jsapi_ticket") == f"wechat:jsapi_ticket:{APPID}:updated"
+    assert store.channel() == f"wechat:access_token:{APPID}:updated"
+
+
+def test_a_fingerprint_is_twelve_hex_digits_of_sha256() -> None:
+    assert fingerprint("TOKEN-A") == hashlib.sha256(b"TOKEN-A").hexdigest()[:12]
+
+
+def test_a_write_computes_the_ttl_from_the_moment_given(redis_client: redis.Redis) -> None:
+    store = TokenStore(redis_client, APPID)
+    assert store.acquire_lock("me", 5)
+    now = time.time()
+    # The TTL runs from the moment given (100 s ago): 200 s of life less the 10 s margin, not 90 s from now.
+    assert store.write(ACCESS_TOKEN, "me", Credential("T", now - 100, now + 100, "stable"), 10, now=now - 100)
+    assert 185_000 <= redis_client.pttl(store.key()) <= 190_000
+    store.release_lock("me")
