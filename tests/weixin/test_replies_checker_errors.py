@@ -133,3 +133,15 @@ def test_each_refusal_of_a_rule_or_a_reply_is_its_exact_line(text: str, error: s
     with pytest.raises(RulesError) as refused:
         parse_rules(text, "bad.yaml")
     assert str(refused.value).splitlines() == [error]
+
+
+def test_a_single_article_may_be_written_as_a_mapping_instead_of_a_list() -> None:
+    rules = parse_rules("events:\n  subscribe:\n    news: {title: t, url: 'https://e.example/'}\n", "ok.yaml")
+    (article,) = rules.events["subscribe"].value
+    assert (article["title"].text, article["url"].text) == ("t", "https://e.example/")
+
+
+def test_a_background_handler_loads_as_a_background_reply() -> None:
+    handler = "events:\n  subscribe:\n    handler: 'handlers.books:lookup'\n"
+    assert parse_rules(handler + "    background: true\n", "ok.yaml").events["subscribe"].background is True
+    assert parse_rules(handler, "ok.yaml").events["subscribe"].background is False
