@@ -145,3 +145,10 @@ def test_a_background_handler_loads_as_a_background_reply() -> None:
     handler = "events:\n  subscribe:\n    handler: 'handlers.books:lookup'\n"
     assert parse_rules(handler + "    background: true\n", "ok.yaml").events["subscribe"].background is True
     assert parse_rules(handler, "ok.yaml").events["subscribe"].background is False
+
+
+def test_echo_image_and_voice_replies_load_as_their_own_kinds() -> None:
+    rules = parse_rules("default: {echo: true}\nmessages:\n  image: {image: ' m1 '}\n  voice: {voice: m2}\n", "ok.yaml")
+    assert rules.default.kind == "echo"
+    assert (rules.messages["image"].kind, rules.messages["image"].value) == ("image", "m1")
+    assert (rules.messages["voice"].kind, rules.messages["voice"].value) == ("voice", "m2")
