@@ -81,7 +81,7 @@ def server(tmp_path: Path, redis_server: RedisServer, replies_file: Path) -> Ite
         "DOTENV_FILE": "/dev/null",
     }
     app = UwsgiServer(tmp_path / "uwsgi", env, workers=WORKERS, http_port=free_port()).start()
-    assert wait_until(lambda: len(app.worker_pids()) == WORKERS, 30), app.process.log_text()[-2000:]
+    wait_until(lambda: len(app.worker_pids()) == WORKERS, 30, describe=lambda: app.process.log_text()[-2000:])
     yield app
     app.stop()
 

@@ -73,8 +73,8 @@ class Worker:
         argv = [sys.executable, "-m", "slow_replies", "worker"]
         log_path = self.directory / f"worker-{self.starts}.log"
         self.process = ManagedProcess("worker", argv, log_path, env=self.env, cwd=PROJECT_ROOT).start()
-        assert wait_until(lambda: "Listening on" in self.process.log_text() or not self.process.alive(), 20), \
-            self.log_text()
+        wait_until(lambda: "Listening on" in self.process.log_text() or not self.process.alive(), 20,
+                   describe=self.log_text)
         assert self.process.alive(), self.log_text()
         return self
 
