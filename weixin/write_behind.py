@@ -61,8 +61,10 @@ AGE_PERCENTILE = 0.10
 AGE_ESTIMATE_EVERY = 16  # re-sort the window once per this many deliveries, not on every one
 # A CreateTime further than this from the clock is not used at all (neither judged nor sampled).
 USABLE_AGE_SECONDS = 3600.0
-# The local copy of a fresh claim only has to outlive the moment: retries take the synchronous path.
-LOCAL_SECONDS = int(FRESH_SECONDS) + 3
+# The local copy of a fresh claim only has to outlive the freshness window (a duplicate within it is claimed
+# here, a retry after it goes to Redis): short, so that uWSGI's cache holds the claims of a busy server
+# (uwsgi.xml sizes it). uWSGI counts whole seconds and the corrected age can start a little below 0.
+LOCAL_SECONDS = int(FRESH_SECONDS) + 2
 FLUSH_INTERVAL_SECONDS = 0.002  # a batch collects what arrives in this long
 FLUSH_RETRY_SECONDS = 0.5  # after a failed flush (Redis down)
 MAX_QUEUED = 50_000  # while Redis is down; the oldest entries go first beyond it
