@@ -145,6 +145,7 @@ class RedisWriteBehind:
         self.claim_sha = hashlib.sha1(claim_script.encode()).hexdigest()
         self.on_failure = on_failure  # copies a batch Redis could not take into local memory
         self._queue: collections.deque[Entry] = collections.deque()
+        self._failed: list[Entry] = []  # a batch Redis did not take, first in the next one
         self._wake = threading.Event()
         self._owner_pid = 0
         self._connection: redis.connection.AbstractConnection | None = None
@@ -162,6 +163,7 @@ class RedisWriteBehind:
     def _start(self) -> None:
         self._owner_pid = os.getpid()
         self._queue.clear()  # a parent's entries are the parent's to write
+        self._failed = []
         self._connection = None
         self._wake = threading.Event()
         self._flush_lock = threading.Lock()
@@ -178,25 +180,29 @@ class RedisWriteBehind:
                 self._wake.set()
 
     def flush(self) -> bool:
-        """Write everything queued; False when Redis failed (the batch stays queued)."""
+        """Write everything queued; False when Redis failed (the batch stays queued, and what had not failed
+        before is copied into local memory once)."""
         with self._flush_lock:
-            batch: list[Entry] = []
+            new: list[Entry] = []
             while self._queue:
-                batch.append(self._queue.popleft())
+                new.append(self._queue.popleft())
             now = time.monotonic()
-            batch = [entry for entry in batch if entry.expires > now]
+            batch = [entry for entry in [*self._failed, *new] if entry.expires > now]
             if not batch:
+                self._failed = []
                 return True
             try:
                 self._write(batch, now)
             except (redis.RedisError, OSError) as error:
                 if self._connection is not None:
                     self._connection.disconnect()
-                log.warning("writing %d dedupe entries to Redis failed (%s); retrying",
-                            len(batch), type(error).__name__)
-                self._queue.extendleft(reversed(batch))
-                self.on_failure(batch)
+                if not self._failed:  # once per outage, not on every retry
+                    log.warning("writing %d dedupe entries to Redis failed (%s); retrying until it answers",
+                                len(batch), type(error).__name__)
+                self._failed = batch[-MAX_QUEUED:]
+                self.on_failure(new)
                 return False
+            self._failed = []
             self.flushed += len(batch)
             return True
 
