@@ -90,6 +90,7 @@ class DeliveryAges:
         self.clock = clock
         self._ages: collections.deque[float] = collections.deque(maxlen=AGE_SAMPLES)
         self._since_estimate = 0
+        self._lock = threading.Lock()  # `python index.py` serves requests in threads
         self.offset: float | None = None  # None until MIN_AGE_SAMPLES deliveries were seen
 
     def is_fresh(self, create_time: str, timestamp: str) -> bool:
@@ -111,12 +112,15 @@ class DeliveryAges:
         return oldest < FRESH_SECONDS and newest > -FRESH_SECONDS
 
     def _record(self, age: float) -> None:
-        self._ages.append(age)
-        self._since_estimate += 1
-        if len(self._ages) >= MIN_AGE_SAMPLES and (self.offset is None or self._since_estimate >= AGE_ESTIMATE_EVERY):
-            ordered = sorted(self._ages)
-            self.offset = ordered[int(len(ordered) * AGE_PERCENTILE)]
-            self._since_estimate = 0
+        with self._lock:
+            self._ages.append(age)
+            self._since_estimate += 1
+            if len(self._ages) >= MIN_AGE_SAMPLES and (
+                self.offset is None or self._since_estimate >= AGE_ESTIMATE_EVERY
+            ):
+                ordered = sorted(self._ages)
+                self.offset = ordered[int(len(ordered) * AGE_PERCENTILE)]
+                self._since_estimate = 0
 
 
 @dataclass(frozen=True)
@@ -150,11 +154,14 @@ class RedisWriteBehind:
         self._owner_pid = 0
         self._connection: redis.connection.AbstractConnection | None = None
         self._flush_lock = threading.Lock()
+        self._start_lock = threading.Lock()
         self.flushed = 0  # entries written (for tests and the benchmark)
 
     def put(self, entry: Entry) -> None:
         if self._owner_pid != os.getpid():
-            self._start()
+            with self._start_lock:
+                if self._owner_pid != os.getpid():
+                    self._start()
         self._queue.append(entry)
         if len(self._queue) > MAX_QUEUED:
             self._queue.popleft()
