@@ -168,7 +168,6 @@ class RedisWriteBehind:
         self._wake.set()
 
     def _start(self) -> None:
-        self._owner_pid = os.getpid()
         self._queue.clear()  # a parent's entries are the parent's to write
         self._failed = []
         self._connection = None
@@ -176,6 +175,7 @@ class RedisWriteBehind:
         self._flush_lock = threading.Lock()
         threading.Thread(target=self._run, name="dedupe-write-behind", daemon=True).start()
         atexit.register(self.flush)
+        self._owner_pid = os.getpid()  # last: another thread's put() waits on the lock until now
 
     def _run(self) -> None:
         while True:
