@@ -3,7 +3,6 @@ WSGI callable that uWSGI loads."""
 
 from __future__ import annotations
 
-import os
 import sys
 from collections.abc import Callable
 
@@ -18,7 +17,6 @@ from weixin.app import App  # noqa: E402
 from weixin.config import ConfigError, check_deadline_under_harakiri, load_settings  # noqa: E402
 from weixin.logs import configure_logging, configured_secrets  # noqa: E402
 from weixin.rules import RulesError  # noqa: E402
-from weixin.write_behind import clock_from_environment  # noqa: E402
 
 urls = (
     "/weixin", "handle.Handle",
@@ -71,7 +69,7 @@ def build_app() -> App:
         raise SystemExit(2) from None
     configure_logging(settings.log_level, configured_secrets(settings))
     try:
-        app = App.build(settings, clock=clock_from_environment(os.environ))
+        app = App.build(settings)
     except RulesError as error:
         sys.stderr.write(f"replies file error:\n{error}\n")
         raise SystemExit(2) from None
