@@ -49,6 +49,14 @@ class Settings:
     session_secret: str
     # /health shows its details (token age, Redis latency) to the server itself or to this token.
     health_token: str
+    # How a background reply not ready by REPLY_DEADLINE reaches the follower (slow_replies/hold.py): custom
+    # (custom/send), hold (through WeChat's own retries) or auto (custom until WeChat answers 48001).
+    slow_reply_delivery: str
+    # Hold mode: a result not ready by WeChat's last delivery is kept this long for `held_result_keyword`;
+    # a long text's next page is fetched with `more_keyword`.
+    held_result_ttl: int
+    held_result_keyword: str
+    more_keyword: str
 
     def __repr__(self) -> str:  # never print secrets, even by accident in a traceback
         return f"Settings(appid={self.appid!r}, redis_url={redact_url(self.redis_url)!r}, api_base={self.api_base!r})"
@@ -225,6 +233,12 @@ VARIABLES = (
     Variable("WECHAT_TIMESTAMP_WINDOW", "timestamp_window", number(int, 0), "300"),
     Variable("WECHAT_INSECURE_NO_TIMESTAMP_WINDOW", "insecure_no_timestamp_window", boolean, "0"),
     Variable("MAX_BODY_BYTES", "max_body_bytes", number(int, 1024), "65536"),
+    Variable("SLOW_REPLY_DELIVERY", "slow_reply_delivery", choice(
+        ("auto", "custom", "hold"), "must be auto, custom or hold, got {value!r}", fold=str.lower), "auto"),
+    Variable("HELD_RESULT_TTL", "held_result_ttl", number(int, 60, what="a number of seconds"), "600"),
+    Variable("HELD_RESULT_KEYWORD", "held_result_keyword", pattern(
+        r"\S{1,16}", "must be 1-16 characters without spaces"), "结果"),
+    Variable("MORE_KEYWORD", "more_keyword", pattern(r"\S{1,16}", "must be 1-16 characters without spaces"), "更多"),
     Variable("LOG_LEVEL", "log_level", choice(
         ("DEBUG", "INFO", "WARNING", "ERROR"), "must be DEBUG, INFO, WARNING or ERROR"), "INFO"),
 )
@@ -234,18 +248,36 @@ VARIABLES = (
 # up to a second before N (seen: 3.3 s into a request under harakiri 4); a reply answers at REPLY_DEADLINE and
 # still has to be written. Hence harakiri >= ceil(REPLY_DEADLINE) + 2.
 HARAKIRI_MARGIN_SECONDS = 2
+# Hold mode (SLOW_REPLY_DELIVERY hold or auto): a delivery WeChat will retry is held without an answer this
+# long after it arrived. WeChat waits 5 s from sending it, which began before it arrived here, so it has given
+# up by then; answering earlier (even `success`) would stop its retries. slow_replies/hold.py uses it.
+HOLD_SECONDS = 5.5
 
 
-def check_deadline_under_harakiri(reply_deadline: float, harakiri_seconds: int) -> None:
+def longest_request_seconds(reply_deadline: float, delivery: str = "custom") -> float:
+    """How long a message request can last: REPLY_DEADLINE, or a held delivery's HOLD_SECONDS unless the
+    delivery is `custom`."""
+    return reply_deadline if delivery == "custom" else max(reply_deadline, HOLD_SECONDS)
+
+
+def check_deadline_under_harakiri(reply_deadline: float, harakiri_seconds: int, delivery: str = "custom") -> None:
     """Raise ConfigError when uWSGI's harakiri (seconds; 0 = off) could kill a request before it answers at
-    `reply_deadline`. The app calls it at start-up with the harakiri uWSGI runs with."""
+    `reply_deadline`, or (hold and auto `delivery`) before a held delivery ends. The app calls it at start-up
+    with the harakiri uWSGI runs with."""
     if harakiri_seconds <= 0:
         return
-    needed = math.ceil(reply_deadline) + HARAKIRI_MARGIN_SECONDS
+    longest = longest_request_seconds(reply_deadline, delivery)
+    needed = math.ceil(longest) + HARAKIRI_MARGIN_SECONDS
     if harakiri_seconds >= needed:
         return
-    longest = harakiri_seconds - HARAKIRI_MARGIN_SECONDS
-    alternative = f" or REPLY_DEADLINE to at most {longest}" if longest >= 1 else ""
+    if longest > reply_deadline:
+        raise ConfigError(
+            f"SLOW_REPLY_DELIVERY={delivery} holds a delivery for {longest:g} s, which uWSGI's harakiri "
+            f"{harakiri_seconds} s can cut (it can fire up to 1 s early): set harakiri to at least {needed} "
+            f"or SLOW_REPLY_DELIVERY=custom"
+        )
+    shortest = harakiri_seconds - HARAKIRI_MARGIN_SECONDS
+    alternative = f" or REPLY_DEADLINE to at most {shortest}" if shortest >= 1 else ""
     raise ConfigError(
         f"REPLY_DEADLINE {reply_deadline:g} s can be cut by uWSGI's harakiri {harakiri_seconds} s (it can fire up "
         f"to 1 s early): set harakiri to at least {needed}{alternative}"
