@@ -12,9 +12,13 @@ import redis
 LONG_TEXT_LINES = 12
 
 
-def runs(content: str) -> int:
-    client = redis.Redis.from_url(os.environ["REDIS_URL"])
-    return int(client.get(f"test:handler-runs:{content}") or 0)
+def runs(content: str, redis_url: str) -> int:
+    """How many times a handler here ran for `content` (read by the test, on the worker's Redis)."""
+    client = redis.Redis.from_url(redis_url)
+    try:
+        return int(client.get(f"test:handler-runs:{content}") or 0)
+    finally:
+        client.close()
 
 
 def _count(message: Any) -> int:
