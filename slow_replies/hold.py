@@ -50,13 +50,15 @@ def is_last_delivery(number: int, seconds_since_first: float) -> bool:
     return number >= WECHAT_DELIVERIES or seconds_since_first >= LAST_DELIVERY_AFTER_SECONDS
 
 
+# Every key under wechat:slow:, which the Redis ACL users of the web process and the worker already cover
+# (deploy/redis/users.acl.template); job ids start with "reply-", so these never meet a job's.
 def mode_key(appid: str) -> str:
-    return f"wechat:slow-delivery:{appid or '-'}"
+    return f"wechat:slow:delivery:{appid or '-'}"
 
 
 def kept_key(appid: str, openid: str) -> str:
     """The follower's kept pages; the openid only as a digest."""
-    return f"wechat:held:{appid or '-'}:{hashlib.sha1(openid.encode('utf-8')).hexdigest()}"
+    return f"wechat:slow:kept:{appid or '-'}:{hashlib.sha1(openid.encode('utf-8')).hexdigest()}"
 
 
 def delivery_key(job_id: str) -> str:

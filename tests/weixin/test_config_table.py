@@ -40,6 +40,10 @@ def test_every_default() -> None:
         "open_base": "https://open.weixin.qq.com",
         "session_secret": "",
         "health_token": "",
+        "slow_reply_delivery": "auto",
+        "held_result_ttl": 600,
+        "held_result_keyword": "结果",
+        "more_keyword": "更多",
     }
     assert type(loaded.timestamp_window) is int and type(loaded.max_body_bytes) is int
     assert type(loaded.reply_deadline) is float
