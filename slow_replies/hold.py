@@ -8,7 +8,9 @@ saying how to fetch it: the result is then kept for the follower (HELD_RESULT_TT
 job itself runs once: every delivery finds the same hand-off record (slow_replies/handoff.py).
 
 Also here: which delivery mode an account is in (SLOW_REPLY_DELIVERY, and auto's switch to hold remembered in
-Redis) and the follower's kept pages (the held result, then a long text's next pages, one per keyword).
+Redis) and the follower's kept pages (the held result, then a long text's next pages, one per keyword). The
+pages are a Redis list of their own beside the follower session (weixin/sessions.py), not in it: a page is up
+to 2 KB of text and its XML, and the session's whole state is capped at SESSION_MAX_BYTES (4 KB by default).
 """
 
 from __future__ import annotations
