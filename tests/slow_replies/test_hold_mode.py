@@ -18,7 +18,14 @@ from sandbox.simulator import carried_by
 from tests.conftest import TEST_APPID, TEST_TOKEN
 from tests.hold_handlers import long_text, runs
 from tests.slow_replies.book_source import BookSource, new_isbn13
-from tests.slow_replies.conftest import Worker, delivered_to, new_follower, text_message
+from tests.slow_replies.conftest import (
+    Worker,
+    delivered_to,
+    job_id_of,
+    new_follower,
+    text_message,
+    wait_until_settled,
+)
 from tests.slow_replies.hold_support import REPLIES, as_wechat, job_state, start_worker
 from tests.waiting import wait_until
 from tests.wechat_requests import post
@@ -154,9 +161,13 @@ def test_auto_switches_to_hold_on_48001_once_and_keeps_the_result_that_hit_it(
     assert delivered_to(wechat, openid) == []
 
 
-def test_nginx_answers_nothing_before_wechat_gives_up_on_a_held_delivery(hold_url: str, wechat: SandboxServer) -> None:
+def test_nginx_answers_nothing_before_wechat_gives_up_on_a_held_delivery(hold_url: str, wechat: SandboxServer,
+                                                                         redis_server: RedisServer) -> None:
     """A held delivery ends after WeChat's 5 s, and neither nginx nor uWSGI answers it first (a 504 or a
     `success` would end WeChat's retries)."""
     openid = new_follower(wechat)
+    xml = text_message(openid, f"slow 12 {openid}")
     with pytest.raises(requests.Timeout):
-        post(hold_url, text_message(openid, f"slow 12 {openid}"), TEST_TOKEN, timeout=5)
+        post(hold_url, xml, TEST_TOKEN, timeout=5)
+    # The module's one worker runs one job at a time: let this one finish before the next test's job.
+    wait_until_settled(redis_server, job_id_of(xml), timeout=30)
