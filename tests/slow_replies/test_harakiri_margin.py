@@ -73,6 +73,7 @@ def test_the_shipped_uwsgi_xml_leaves_room_for_the_longest_allowed_deadline() ->
     text = (Path(__file__).resolve().parents[2] / "uwsgi.xml").read_text()
     harakiri = int(text.split("<harakiri>", 1)[1].split("</harakiri>", 1)[0])
     check_deadline_under_harakiri(3.9, harakiri)  # REPLY_DEADLINE's upper bound (weixin/config.py)
+    check_deadline_under_harakiri(3.9, harakiri, "hold")  # and a held delivery (SLOW_REPLY_DELIVERY)
 
 
 @pytest.mark.parametrize(("deadline", "harakiri"), [(3.5, 4), (3.5, 5), (3.9, 5), (2.0, 3), (0.5, 2)])
@@ -104,3 +105,23 @@ def test_uwsgi_with_a_harakiri_that_can_cut_the_deadline_refuses_to_start(tmp_pa
         "early): set harakiri to at least 6 or REPLY_DEADLINE to at most 2"
     ], log[-2000:]
     assert "Traceback" not in log
+
+
+def test_uwsgi_with_a_harakiri_that_can_cut_a_hold_refuses_to_start(tmp_path: Path, redis_server: RedisServer) -> None:
+    """The default delivery (auto) may hold a delivery 5.5 s: harakiri 6, enough for custom, is refused."""
+    config = render_uwsgi_config(tmp_path, tmp_path / "uwsgi.sock")
+    argv = [find_program("uwsgi"), "--xml", str(config), "--processes", "1", "--harakiri", "6"]
+    env = {**os.environ, **app_env(redis_server, REPLY_DEADLINE="3.5")}
+    env.pop("SLOW_REPLY_DELIVERY", None)
+    process = ManagedProcess("uwsgi", argv, tmp_path / "uwsgi.log", env=env).start()
+    try:
+        assert wait_until(lambda: not process.alive() or "spawned uWSGI worker" in process.log_text(), 60)
+        log = process.log_text()
+        assert not process.alive(), "uWSGI started a worker in auto mode under harakiri 6:\n" + log[-2000:]
+    finally:
+        process.stop()
+    errors = [line for line in log.splitlines() if line.startswith("configuration error:")]
+    assert errors == [
+        "configuration error: SLOW_REPLY_DELIVERY=auto holds a delivery for 5.5 s, which uWSGI's harakiri 6 s can "
+        "cut (it can fire up to 1 s early): set harakiri to at least 8 or SLOW_REPLY_DELIVERY=custom"
+    ], log[-2000:]
