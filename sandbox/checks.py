@@ -140,7 +140,7 @@ def _describe_no_answer(delivery: Delivery, timed_out: bool) -> str:
     )
 
 
-def _check_transport(delivery: Delivery, verdict: Verdict) -> bool:
+def _check_transport(delivery: Delivery, verdict: Verdict, hold: bool = False) -> bool:
     """Status, retries, time; False when there is no body worth reading."""
     final = delivery.final
     if not delivery.answered:
@@ -164,6 +164,9 @@ def _check_transport(delivery: Delivery, verdict: Verdict) -> bool:
             "retried",
             f"the first {_deliveries(len(delivery.attempts) - 1).removeprefix('1 ')} got no usable answer ({missed}); "
             f"WeChat re-sent the identical request and only delivery #{final.number} was answered",
+            # A server in hold mode (SLOW_REPLY_DELIVERY) answers a slow reply on a re-send on purpose: told so,
+            # deliveries that timed out before the answer are a warning; a refused or broken one stays an error.
+            "warning" if hold and all(attempt.timed_out for attempt in delivery.attempts[:-1]) else "error",
         )
     if final.status != 200:
         hint = {
@@ -351,10 +354,11 @@ def _check_news(root: ElementTree.Element, message: Message, verdict: Verdict) -
             verdict.add("required_field", f"article {number} lacks {', '.join(missing)}")
 
 
-def examine(push: Push, delivery: Delivery, account: Account) -> Verdict:
-    """Everything WeChat would check about the answer to `push`."""
+def examine(push: Push, delivery: Delivery, account: Account, hold: bool = False) -> Verdict:
+    """Everything WeChat would check about the answer to `push`; with `hold`, the server is expected to answer
+    slow replies on one of WeChat's re-sends."""
     verdict = Verdict()
-    if not _check_transport(delivery, verdict):
+    if not _check_transport(delivery, verdict, hold):
         return verdict
     body = delivery.body
     if body.strip() in (b"", b"success"):

@@ -77,11 +77,13 @@ def exchange(
     timeout: float = WECHAT_TIMEOUT,
     retries: int = WECHAT_RETRIES,
     push: Push | None = None,
+    hold: bool = False,
 ) -> Exchange:
-    """Push `message` to `url` as WeChat does (or re-send `push` verbatim) and judge the answer."""
+    """Push `message` to `url` as WeChat does (or re-send `push` verbatim) and judge the answer; `hold`: the
+    server answers slow replies through WeChat's re-sends (an answer on a re-send is then only a warning)."""
     push = push or build_push(message, account, mode)
     delivery = http.send(url, push, timeout=timeout, retries=retries)
-    return Exchange(push, delivery, examine(push, delivery, account))
+    return Exchange(push, delivery, examine(push, delivery, account, hold))
 
 
 def verify_handshake(
@@ -358,7 +360,8 @@ def run_send(args: argparse.Namespace) -> int:
         to_user=args.to_user,
         extra=_parse_fields(args.field),
     )
-    result = exchange(args.url, message, account, args.mode, timeout=args.timeout, retries=args.retries)
+    result = exchange(args.url, message, account, args.mode, timeout=args.timeout, retries=args.retries,
+                      hold=args.hold)
     print_exchange(result, sys.stdout)
     if args.sandbox and result.delivery.answered_by is not None and result.verdict.reply is not None \
             and result.verdict.reply.root is None:
@@ -421,6 +424,9 @@ def add_cli(subparsers: argparse._SubParsersAction) -> None:
     send.add_argument("--msgid", type=int, help="MsgId (default: a fresh one)")
     send.add_argument("--from", dest="from_user", default=DEFAULT_FOLLOWER, help="the follower's OpenID")
     send.add_argument("--to", dest="to_user", default=DEFAULT_ACCOUNT, help="the account's gh_ id")
+    send.add_argument("--hold", action="store_true",
+                      help="the server answers slow replies on WeChat's re-sends (SLOW_REPLY_DELIVERY=hold): "
+                           "an answer on a re-send is a warning, not an error")
     send.add_argument("--sandbox", help="the sandbox's URL: after a `success`, show its custom/send messages")
     send.add_argument("--wait-custom", type=float, default=15.0,
                       help="with --sandbox, seconds without a new custom/send message before stopping (15)")

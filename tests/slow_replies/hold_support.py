@@ -42,7 +42,7 @@ def start_worker(directory: Path, redis_server: RedisServer, wechat: SandboxServ
 def as_wechat(url: str, openid: str, content: str) -> simulator.Exchange:
     """A text message delivered as WeChat does: re-sent (same bytes) after each 5 s without an answer."""
     message = build_message("text", content=content, from_user=openid)
-    return simulator.exchange(url, message, ACCOUNT, "plain", retries=WECHAT_RESENDS)
+    return simulator.exchange(url, message, ACCOUNT, "plain", retries=WECHAT_RESENDS, hold=True)
 
 
 def job_state(redis_server: RedisServer, exchange: simulator.Exchange) -> str:

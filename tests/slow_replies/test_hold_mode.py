@@ -4,6 +4,8 @@ WeChat's re-sends (hold), or later for a keyword, and the handler runs once."""
 
 from __future__ import annotations
 
+import subprocess
+import sys
 import threading
 import time
 from collections.abc import Iterator
@@ -11,7 +13,7 @@ from collections.abc import Iterator
 import pytest
 import requests
 
-from devstack.processes import NginxServer, RedisServer
+from devstack.processes import PROJECT_ROOT, NginxServer, RedisServer
 from sandbox.platform import FakeWeChat
 from sandbox.server import SandboxServer
 from sandbox.simulator import carried_by
@@ -171,3 +173,15 @@ def test_nginx_answers_nothing_before_wechat_gives_up_on_a_held_delivery(hold_ur
         post(hold_url, xml, TEST_TOKEN, timeout=5)
     # The module's one worker runs one job at a time: let this one finish before the next test's job.
     wait_until_settled(redis_server, job_id_of(xml), timeout=30)
+
+
+def test_the_simulator_command_says_which_delivery_carried_the_answer(
+        hold_url: str, wechat: SandboxServer, book_source: BookSource) -> None:
+    openid, number = new_follower(wechat), new_isbn13()
+    book_source.slow(number, 6.0)
+    argv = [sys.executable, "-m", "sandbox", "send", hold_url, "--token", TEST_TOKEN, "--content", number,
+            "--from", openid, "--retries", "2", "--hold", "--sandbox", wechat.url, "--wait-custom", "1"]
+    done = subprocess.run(argv, capture_output=True, text=True, timeout=60, cwd=PROJECT_ROOT)
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "after 2 deliveries" in done.stdout and "answer: passive reply on the 2nd delivery" in done.stdout, \
+        done.stdout
