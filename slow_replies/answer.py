@@ -9,7 +9,7 @@ import time
 import redis
 from rq import Worker
 
-from slow_replies.handoff import PASSIVE, WAITING, HandOff, Taken
+from slow_replies.handoff import KEPT, NOTHING, PASSIVE, WAITING, HandOff, Taken
 from slow_replies.hold import (
     HOLD,
     HOLD_WINDOW_SECONDS,
@@ -175,12 +175,29 @@ def answer_through_retries(reply: Reply, message: Message, retry_key: str, backg
         record.reply = f"{reply_type(taken.xml)}-on-delivery-{number}"
         return _with_more_kept(taken, message, background)
     if last:
-        record.reply = f"still-working-on-delivery-{number}"
-        return still_working(message, settings.held_result_keyword)
-    if taken.state != PASSIVE:
-        # No answer: WeChat gives up on this delivery and sends the next; an answer would end the retries.
-        record.reply = f"held-{number}"
-        pause = hold_until - time.perf_counter()
-        if pause > 0:
-            time.sleep(pause)
+        return _last_answer(taken.state, number, message, background, record)
+    # No answer: WeChat gives up on this delivery and sends the next; an answer would end the retries.
+    record.reply = f"held-{number}"
+    pause = hold_until - time.perf_counter()
+    if pause > 0:
+        time.sleep(pause)
     return None
+
+
+def _last_answer(state: str, number: int, message: Message, background: BackgroundReplies,
+                 record: RequestRecord) -> str | None:
+    """The last delivery without a passive result: the result if the worker has already kept it (a delivery
+    later than the job's deadline), nothing if the handler had nothing to say, else how to fetch it later."""
+    if state == KEPT:
+        try:
+            page = background.kept.next_page(message.sender)
+        except redis.RedisError:
+            page = None
+        if page is not None:
+            record.reply = f"kept-on-delivery-{number}"
+            return page
+    if state == NOTHING:
+        record.reply = f"nothing-on-delivery-{number}"
+        return None
+    record.reply = f"still-working-on-delivery-{number}"
+    return still_working(message, background.settings.held_result_keyword)
