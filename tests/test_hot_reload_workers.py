@@ -80,7 +80,10 @@ def server(tmp_path: Path, redis_server: RedisServer, replies_file: Path) -> Ite
         "LOG_LEVEL": "INFO",
         "DOTENV_FILE": "/dev/null",
     }
-    app = UwsgiServer(tmp_path / "uwsgi", env, workers=WORKERS, http_port=free_port()).start()
+    # One thread per worker: a held message then occupies its worker, which is how the test tells the workers
+    # apart (with the shipped uwsgi.xml's threads one worker could take both messages). Rules are per process.
+    app = UwsgiServer(tmp_path / "uwsgi", env, workers=WORKERS, http_port=free_port(),
+                      extra_options=("--threads", "1")).start()
     wait_until(lambda: len(app.worker_pids()) == WORKERS, 30, describe=lambda: app.process.log_text()[-2000:])
     yield app
     app.stop()
