@@ -1,5 +1,6 @@
 """The web process's side of a background reply: queue the job once, wait for its result until the deadline,
-and answer with it, or with nothing (`success`) and leave the worker to send it."""
+and answer with it, or with nothing (`success`) and leave the worker to send it (answer_or_defer); in hold
+mode, answer it on one of WeChat's deliveries instead (answer_through_retries, slow_replies/hold.py)."""
 
 from __future__ import annotations
 
