@@ -10,7 +10,7 @@ from collections.abc import Iterator
 import pytest
 import requests
 
-from devstack.processes import AppServer, RedisServer, TokenServiceProcess
+from devstack.processes import PROJECT_ROOT, AppServer, RedisServer, TokenServiceProcess
 from sandbox.server import SandboxServer
 from tests.conftest import TEST_APPID
 from tests.slow_replies.conftest import (
@@ -130,3 +130,17 @@ def test_a_source_that_times_out_gets_a_polite_text(book_app: AppServer, wechat:
         wechat.platform.set_latency("/search.json", 0)
     (message,) = delivered_to(wechat, openid)
     assert message["msgtype"] == "text" and "书目服务暂时连不上" in message["text"]["content"]
+
+
+def test_the_books_conversation_of_the_readme_passes(book_app: AppServer, wechat: SandboxServer) -> None:
+    """sandbox/conversations/books.yaml, the README's offline demo, run by the simulator as `sandbox chat` does."""
+    from sandbox import simulator
+    from sandbox.messages import Account
+    from tests.conftest import TEST_AES_KEY, TEST_TOKEN
+
+    defaults, steps = simulator.load_conversation(PROJECT_ROOT / "sandbox" / "conversations" / "books.yaml")
+    defaults["from"] = new_follower(wechat)
+    results = simulator.run_conversation(book_app.url + "/weixin", steps, Account(TEST_TOKEN, TEST_APPID, TEST_AES_KEY),
+                                         "safe", defaults=defaults)
+    failures = {number: [str(p) for p in result.problems] for number, result in enumerate(results, 1) if not result.ok}
+    assert failures == {} and len(results) == len(steps)
