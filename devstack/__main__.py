@@ -65,6 +65,7 @@ def simulator_lines(url: str, env: dict[str, str]) -> list[str]:
         f"{python} -m sandbox verify {url}{flags}",
         f"{python} -m sandbox send {url}{flags} --content 微博",
         f"{python} -m sandbox send {url}{flags} --content 你好 --mode safe",
+        f"{python} -m sandbox send {url}{flags} --content '查书 浪潮之巅'",
         f"{python} -m sandbox chat sandbox/conversations/demo.yaml --url {url}{flags}",
     ]
 
@@ -101,6 +102,8 @@ def main() -> int:
                 servers.append(sandbox)
                 env["WECHAT_API_BASE"] = sandbox.url
                 env.setdefault("WECHAT_OPEN_BASE", sandbox.url)  # its authorize page stands in for WeChat's
+                if "BOOKS_API_BASE" not in configured(env):  # its catalogue stands in for Open Library
+                    env["BOOKS_API_BASE"] = sandbox.url
                 print(f"sandbox:       fake api.weixin.qq.com on {sandbox.url} (no real AppID/AppSecret set)")
             if "PUBLIC_BASE_URL" not in configured(env):
                 env["PUBLIC_BASE_URL"] = f"http://127.0.0.1:{port}"  # where the web pages are reached locally

@@ -397,18 +397,25 @@ def parse_source_json(body: bytes) -> Any:
         raise BookSourceError("the book source answered something that is not JSON") from None
 
 
+def fetch_json(url: str, params: dict[str, str], deadline_seconds: float = SOURCE_DEADLINE_SECONDS) -> Any:
+    """The source's JSON answer at `url` (None for 404), within the limits every book request has: the whole
+    request within `deadline_seconds`, at most MAX_ANSWER_BYTES, no redirects. Raises BookSourceError."""
+    deadline = _Deadline(deadline_seconds)
+    try:
+        body = _ask_source(url, params, deadline)
+    finally:
+        deadline.close()
+    return None if body is None else parse_source_json(body)
+
+
 def fetch_book(isbn13: str, base: str, deadline_seconds: float = SOURCE_DEADLINE_SECONDS) -> Book | None:
     """Ask the source; None when it does not know the ISBN. Raises BookSourceError when it cannot answer
     within `deadline_seconds` and MAX_ANSWER_BYTES, or answers something that is not its JSON."""
     params = {"bibkeys": f"ISBN:{isbn13}", "format": "json", "jscmd": "data"}
-    deadline = _Deadline(deadline_seconds)
-    try:
-        body = _ask_source(f"{base}/api/books", params, deadline)
-    finally:
-        deadline.close()
-    if body is None:
+    document = fetch_json(f"{base}/api/books", params, deadline_seconds)
+    if document is None:
         return None
-    return book_from_open_library(parse_source_json(body), isbn13, base)
+    return book_from_open_library(document, isbn13, base)
 
 
 def find_book(isbn13: str, settings: Settings, client: redis.Redis) -> Book | None:

@@ -47,6 +47,8 @@ HTTP control endpoints (JSON in, JSON out; not counted in call counts, never del
   POST /sandbox/interactions   {"openid": ..}  the follower sent a message: opens the 48 h window
   POST /sandbox/oauth/code     {"openid": .., "scope": "snsapi_userinfo"} -> {"code": .., ...}, no page
   POST /sandbox/reset
+Book paths (sandbox/books.py, Open Library's shapes; counted and delayable like the APIs): /search.json,
+/api/books, /covers/b/..., /works/..., /books/..., /isbn/...; the default follower's avatar at its own path.
 Bad control input answers HTTP 400 `{"errcode": 47001, "errmsg": ...}`.
 """
 
@@ -66,6 +68,8 @@ from pathlib import Path
 from string import Template
 from typing import Any
 from urllib.parse import urlencode, urlsplit, urlunsplit
+
+from sandbox.books import BookCatalogue
 
 Response = tuple[int, dict | str, dict]
 
@@ -88,6 +92,9 @@ DEFAULT_SECRET = "sandbox-app-secret"
 DEFAULT_FOLLOWER_OPENID = "o6_bmjrPTlm6_2sgVt7hMZOPfL2M"
 DEFAULT_FOLLOWER_NICKNAME = "沙盒测试用户"
 DEFAULT_FOLLOWER_AVATAR = "https://thirdwx.qlogo.cn/mmopen/vi_32/sandboxTestFollowerAvatar/132"
+# The sandbox serves that avatar itself at the same path, so that its authorize page shows it offline.
+DEFAULT_AVATAR_PATH = urlsplit(DEFAULT_FOLLOWER_AVATAR).path
+AVATAR_FILE = Path(__file__).resolve().parent / "templates" / "avatar.svg"
 UNKNOWN_USER_NICKNAME = "微信用户"
 # The simulator pushes from loopback, so that is where "WeChat's servers" are.
 CALLBACK_IPS = ["127.0.0.1"]
@@ -349,6 +356,7 @@ class FakeWeChat:
         self.stable_force_daily = stable_force_daily
         self.stable_force_spacing = stable_force_spacing
         self.clock = clock or Clock()
+        self.books = BookCatalogue()  # the offline book source (sandbox/books.py); stateless
         self._lock = threading.Lock()
         self._reset_state()
         self._unverified = unverified  # kept by reset(): it is what kind of account this is
@@ -381,9 +389,11 @@ class FakeWeChat:
     # ----------------------------------------------------------------------------- dispatch
 
     def handle(
-        self, method: str, path: str, query: dict[str, str], body: bytes, *, client_ip: str = "127.0.0.1"
+        self, method: str, path: str, query: dict[str, str], body: bytes, *, client_ip: str = "127.0.0.1",
+        host: str = "",
     ) -> Response:
-        """Answer one request the way api.weixin.qq.com / open.weixin.qq.com would."""
+        """Answer one request the way api.weixin.qq.com / open.weixin.qq.com would (and, for the paths
+        sandbox/books.py serves, openlibrary.org; `host` is the request's Host, for its absolute URLs)."""
         if path.startswith("/sandbox/"):
             return self._handle_control(method, path, body)
         with self._lock:
@@ -399,6 +409,12 @@ class FakeWeChat:
                     del self._injected[path]
                 return _error(errcode)
             route = WECHAT_ROUTES.get(path)
+            if route is None and method == "GET":
+                if path == DEFAULT_AVATAR_PATH:
+                    return 200, AVATAR_FILE.read_text(encoding="utf-8"), {"Content-Type": "image/svg+xml"}
+                book_answer = self.books.handle(path, query, host)
+                if book_answer is not None:
+                    return book_answer
             if route is None:
                 return 404, _error_body(40066, f"invalid url: the sandbox has no API at {path}"), {}
             required_method, handler = route
@@ -899,6 +915,8 @@ class FakeWeChat:
         user = self._users.get(openid)
         nickname = user.nickname if user else UNKNOWN_USER_NICKNAME
         avatar = user.headimgurl if user else DEFAULT_FOLLOWER_AVATAR
+        if avatar == DEFAULT_FOLLOWER_AVATAR:
+            avatar = DEFAULT_AVATAR_PATH  # served by the sandbox itself: the page works offline
         params = {
             "appid": self.appid,
             "redirect_uri": redirect_uri,

@@ -105,7 +105,7 @@ class _PlatformRequestHandler(socketserver.StreamRequestHandler):
             query.setdefault(name, value)  # the first occurrence wins
         try:
             status, payload, extra = self.server.platform.handle(
-                method, path, query, body, client_ip=self.client_address[0]
+                method, path, query, body, client_ip=self.client_address[0], host=headers.get("host", "")
             )
         except Exception:
             logger.exception("sandbox failed on %s %s", method, path)

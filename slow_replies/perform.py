@@ -20,6 +20,7 @@ from weixin.config import Settings, load_settings
 from weixin.long_text import TEXT_LIMIT_BYTES, pages_with_hint, split_text
 from weixin.render import HandlerContext
 from weixin.rules import Reply, Template, resolve_handler
+from weixin.sessions import SessionStore
 
 log = logging.getLogger("slow_replies")
 
@@ -52,7 +53,8 @@ class WorkerContext:
             handoff=HandOff(client),
             sender=CustomMessageSender(settings.api_base, settings.appid, client),
             allowlist=HandlerAllowlist(settings.replies_file),
-            handler_context=HandlerContext(settings, redis_clients.cache(settings.redis_url)),
+            handler_context=HandlerContext(settings, redis_clients.cache(settings.redis_url),
+                                           SessionStore(client, settings.session_ttl, settings.session_max_bytes)),
             kept=KeptPages(client, settings.appid, settings.held_result_ttl),
         )
 

@@ -51,12 +51,15 @@ class Settings:
     health_token: str
     # How a background reply not ready by REPLY_DEADLINE reaches the follower (slow_replies/hold.py): custom
     # (custom/send), hold (through WeChat's own retries) or auto (custom until WeChat answers 48001).
-    slow_reply_delivery: str
+    slow_reply_delivery: str = "auto"
     # Hold mode: a result not ready by WeChat's last delivery is kept this long for `held_result_keyword`;
     # a long text's next page is fetched with `more_keyword`.
-    held_result_ttl: int
-    held_result_keyword: str
-    more_keyword: str
+    held_result_ttl: int = 600
+    held_result_keyword: str = "结果"
+    more_keyword: str = "更多"
+    # Follower sessions (weixin/sessions.py): idle seconds before one is forgotten, its size cap in bytes.
+    session_ttl: int = 1800
+    session_max_bytes: int = 4096
 
     def __repr__(self) -> str:  # never print secrets, even by accident in a traceback
         return f"Settings(appid={self.appid!r}, redis_url={redact_url(self.redis_url)!r}, api_base={self.api_base!r})"
@@ -239,6 +242,8 @@ VARIABLES = (
     Variable("HELD_RESULT_KEYWORD", "held_result_keyword", pattern(
         r"\S{1,16}", "must be 1-16 characters without spaces"), "结果"),
     Variable("MORE_KEYWORD", "more_keyword", pattern(r"\S{1,16}", "must be 1-16 characters without spaces"), "更多"),
+    Variable("SESSION_TTL", "session_ttl", number(int, 1, what="a whole number of seconds"), "1800"),
+    Variable("SESSION_MAX_BYTES", "session_max_bytes", number(int, 256, what="a whole number of bytes"), "4096"),
     Variable("LOG_LEVEL", "log_level", choice(
         ("DEBUG", "INFO", "WARNING", "ERROR"), "must be DEBUG, INFO, WARNING or ERROR"), "INFO"),
 )

@@ -225,6 +225,12 @@ def test_every_component_does_its_job_under_its_own_user_without_one_refusal(sta
     query, body, card = send_text(stack, "oAclFollower000000000000002", number)
     assert card["MsgType"] == "news", stack.worker.process.log_text()[-3000:]
     assert deliver(stack.app.url + "/weixin", query, body).status_code == 200  # WeChat's retry of it
+    # Follower sessions (wechat:session:*): the web process for an inline rule (猜数字), the worker for a
+    # background one (查书: this stack's book source has no search, so it answers a text, but the session's
+    # script still runs on the follower's key).
+    stack.wechat.platform.follower_interacted("oAclFollower000000000000003")
+    assert "我想好了" in send_text(stack, "oAclFollower000000000000003", "猜数字")[2]["Content"]
+    assert send_text(stack, "oAclFollower000000000000003", "查书 浪潮之巅")[2]["MsgType"] == "text"
     # /health reads the token's metadata with the web user.
     health = requests.get(stack.app.url + "/health", timeout=10).json()
     assert health["redis"]["reachable"] and health["token"]["present"], health

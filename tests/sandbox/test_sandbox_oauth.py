@@ -8,7 +8,7 @@ from urllib.parse import parse_qs, urljoin, urlsplit
 
 import pytest
 
-from sandbox.platform import DEFAULT_APPID, DEFAULT_FOLLOWER_OPENID, DEFAULT_SECRET
+from sandbox.platform import DEFAULT_APPID, DEFAULT_FOLLOWER_AVATAR, DEFAULT_FOLLOWER_OPENID, DEFAULT_SECRET
 
 REDIRECT = "https://app.example.com/oauth/callback?next=%2Fhome"
 OTHER_USER = "oOAuthOnlyUser00000000000001"
@@ -40,7 +40,12 @@ def test_authorize_page_shows_the_test_follower_and_approve_and_deny(api):
     assert "沙盒测试用户" in page.text
     assert 'name="viewport"' in page.text
     assert ">同意</a>" in page.text and ">拒绝</a>" in page.text
-    assert "thirdwx.qlogo.cn" in page.text
+    # The avatar is the sandbox's own (at thirdwx.qlogo.cn's path), so that the page shows it offline.
+    avatar = html.unescape(re.search(r'<img class="avatar" src="([^"]+)"', page.text).group(1))
+    assert avatar == urlsplit(DEFAULT_FOLLOWER_AVATAR).path
+    image = api.session.get(urljoin(api.base_url, avatar), timeout=10)
+    assert image.status_code == 200 and image.headers["Content-Type"] == "image/svg+xml"
+    assert image.text.startswith("<svg")
 
 
 def test_approve_redirects_with_code_and_state_keeping_the_callbacks_own_query(api):

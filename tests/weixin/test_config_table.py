@@ -44,6 +44,8 @@ def test_every_default() -> None:
         "held_result_ttl": 600,
         "held_result_keyword": "结果",
         "more_keyword": "更多",
+        "session_ttl": 1800,
+        "session_max_bytes": 4096,
     }
     assert type(loaded.timestamp_window) is int and type(loaded.max_body_bytes) is int
     assert type(loaded.reply_deadline) is float
@@ -130,6 +132,9 @@ def test_values_are_read_as_documented(tmp_path: Path) -> None:
         ),
         ({"MAX_BODY_BYTES": "1023"}, "MAX_BODY_BYTES must be at least 1024, got '1023'"),
         ({"LOG_LEVEL": ""}, "LOG_LEVEL must be DEBUG, INFO, WARNING or ERROR"),
+        ({"SESSION_TTL": "0"}, "SESSION_TTL must be at least 1, got '0'"),
+        ({"SESSION_TTL": "1.5"}, "SESSION_TTL must be a whole number of seconds, got '1.5'"),
+        ({"SESSION_MAX_BYTES": "100"}, "SESSION_MAX_BYTES must be at least 256, got '100'"),
     ],
 )
 def test_each_error_is_one_exact_line(env: dict[str, str], message: str) -> None:
