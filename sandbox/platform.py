@@ -41,6 +41,8 @@ HTTP control endpoints (JSON in, JSON out; not counted in call counts, never del
   POST /sandbox/interactions   {"openid": ..}  the follower sent a message: opens the 48 h window
   POST /sandbox/oauth/code     {"openid": .., "scope": "snsapi_userinfo"} -> {"code": .., ...}, no page
   POST /sandbox/reset
+  GET|POST /sandbox/chat       the fake chat model's requests and faults (sandbox/chat_model.py)
+Paths under /v1/ are the fake OpenAI-compatible chat model's (sandbox/chat_model.py), not WeChat's.
 Bad control input answers HTTP 400 `{"errcode": 47001, "errmsg": ...}`.
 """
 
@@ -60,6 +62,8 @@ from pathlib import Path
 from string import Template
 from typing import Any
 from urllib.parse import urlencode, urlsplit, urlunsplit
+
+from sandbox.chat_model import FakeChatModel
 
 Response = tuple[int, dict | str, dict]
 
@@ -331,6 +335,7 @@ class FakeWeChat:
         stable_force_daily: int = 20,
         stable_force_spacing: float = 30,
         clock: Clock | None = None,
+        chat_model: FakeChatModel | None = None,
     ) -> None:
         if not 0 <= overlap < token_lifetime:
             raise ValueError("overlap must be >= 0 and shorter than token_lifetime")
@@ -342,6 +347,7 @@ class FakeWeChat:
         self.stable_force_daily = stable_force_daily
         self.stable_force_spacing = stable_force_spacing
         self.clock = clock or Clock()
+        self.chat_model = chat_model or FakeChatModel()
         self._lock = threading.Lock()
         self._reset_state()
 
@@ -372,9 +378,12 @@ class FakeWeChat:
     # ----------------------------------------------------------------------------- dispatch
 
     def handle(
-        self, method: str, path: str, query: dict[str, str], body: bytes, *, client_ip: str = "127.0.0.1"
+        self, method: str, path: str, query: dict[str, str], body: bytes, *, client_ip: str = "127.0.0.1",
+        headers: dict[str, str] | None = None,
     ) -> Response:
-        """Answer one request the way api.weixin.qq.com / open.weixin.qq.com would."""
+        """Answer one request the way api.weixin.qq.com / open.weixin.qq.com would (under /v1/: the chat model)."""
+        if path.startswith("/v1/"):
+            return self.chat_model.handle(method, path, headers or {}, body)
         if path.startswith("/sandbox/"):
             return self._handle_control(method, path, body)
         with self._lock:
@@ -518,6 +527,7 @@ class FakeWeChat:
     def reset(self) -> None:
         with self._lock:
             self._reset_state()
+        self.chat_model.reset()
 
     # ----------------------------------------------------------------------------- helpers (lock held)
 
@@ -1064,4 +1074,6 @@ CONTROL_ROUTES: dict[str, tuple[str, ControlHandler]] = {
     ),
     "/sandbox/oauth/code": ("POST", FakeWeChat._control_oauth_code),
     "/sandbox/reset": ("POST", lambda platform, data: platform.reset()),
+    "/sandbox/chat": ("GET", lambda platform, data: platform.chat_model.state()),
+    "/sandbox/chat/configure": ("POST", lambda platform, data: platform.chat_model.configure(data)),
 }
