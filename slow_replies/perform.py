@@ -17,6 +17,7 @@ from weixin import messages, redis_clients, render
 from weixin.config import Settings, load_settings
 from weixin.render import HandlerContext
 from weixin.rules import resolve_handler
+from weixin.sessions import SessionStore
 
 log = logging.getLogger("slow_replies")
 
@@ -47,7 +48,8 @@ class WorkerContext:
             handoff=HandOff(client),
             sender=CustomMessageSender(settings.api_base, settings.appid, client),
             allowlist=HandlerAllowlist(settings.replies_file),
-            handler_context=HandlerContext(settings, redis_clients.cache(settings.redis_url)),
+            handler_context=HandlerContext(settings, redis_clients.cache(settings.redis_url),
+                                           SessionStore(client, settings.session_ttl, settings.session_max_bytes)),
         )
 
 

@@ -32,6 +32,7 @@ from weixin.logs import RateLimit
 from weixin.oauth import routes as oauth_routes
 from weixin.render import HandlerContext
 from weixin.rules import RELOAD_WAIT_SECONDS, LiveRules
+from weixin.sessions import SessionStore
 
 PLAINTEXT_WARNING_SECONDS = 60.0  # a console left in plaintext mode would otherwise log on every push
 
@@ -66,7 +67,8 @@ class App:
             background=BackgroundReplies(settings),
             health_redis=redis_clients.health(settings.redis_url),
             oauth=oauth_routes.build_runtime(settings, client),
-            handler_context=HandlerContext(settings, redis_clients.cache(settings.redis_url)),
+            handler_context=HandlerContext(settings, redis_clients.cache(settings.redis_url),
+                                           SessionStore(client, settings.session_ttl, settings.session_max_bytes)),
         )
 
     def after_fork(self) -> None:

@@ -57,6 +57,9 @@ class Settings:
     ai_max_tokens: int
     ai_timeout: float
     ai_history_turns: int
+    # Follower sessions (weixin/sessions.py): idle seconds before one is forgotten, its size cap in bytes.
+    session_ttl: int = 1800
+    session_max_bytes: int = 4096
 
     def __repr__(self) -> str:  # never print secrets, even by accident in a traceback
         return f"Settings(appid={self.appid!r}, redis_url={redact_url(self.redis_url)!r}, api_base={self.api_base!r})"
@@ -246,6 +249,8 @@ VARIABLES = (
     Variable("WECHAT_TIMESTAMP_WINDOW", "timestamp_window", number(int, 0), "300"),
     Variable("WECHAT_INSECURE_NO_TIMESTAMP_WINDOW", "insecure_no_timestamp_window", boolean, "0"),
     Variable("MAX_BODY_BYTES", "max_body_bytes", number(int, 1024), "65536"),
+    Variable("SESSION_TTL", "session_ttl", number(int, 1, what="a whole number of seconds"), "1800"),
+    Variable("SESSION_MAX_BYTES", "session_max_bytes", number(int, 256, what="a whole number of bytes"), "4096"),
     Variable("LOG_LEVEL", "log_level", choice(
         ("DEBUG", "INFO", "WARNING", "ERROR"), "must be DEBUG, INFO, WARNING or ERROR"), "INFO"),
 )

@@ -31,6 +31,7 @@ from utils import xml_safe_text
 from weixin.config import Settings
 from weixin.messages import Message
 from weixin.rules import MAX_ARTICLES_FOR_EVENT, MAX_ARTICLES_FOR_MESSAGE, Reply, Template
+from weixin.sessions import Session, SessionStore, session_key
 
 log = logging.getLogger("render")
 
@@ -48,32 +49,94 @@ class HandlerContext:
     """What a handler may use besides the message: the process's settings and a Redis client for its own
     cache (weixin/redis_clients.py's `cache`). Built once per process by its entry point (the web App,
     the worker) and handed to a handler that takes a second argument: `def handler(message, context)`;
-    `def handler(message)` is called with the message alone."""
+    `def handler(message)` is called with the message alone. `sessions` loads and saves the follower
+    sessions (weixin/sessions.py) of a handler with a parameter named `session`."""
 
     settings: Settings
     redis: redis.Redis
+    sessions: SessionStore | None = None
     # Clients a handler builds once per process and keeps here by name, not in a module global (the AI
     # handler's HTTP client: handlers/ai_chat.py). The worker lets a handler module's
     # `prepare_process(context)` fill it before it forks a process per job.
     clients: dict[str, Any] = field(default_factory=dict, compare=False, repr=False)
 
 
-def takes_context(function: Callable[..., Any]) -> bool:
-    """True when `function` accepts a second positional argument (the HandlerContext)."""
+@dataclass(frozen=True)
+class HandlerPlan:
+    """What a handler's parameters ask for besides the message (its first parameter)."""
+
+    context: str | None  # the parameter that gets the HandlerContext; "*" = positionally (*args, positional-only)
+    session: bool  # a parameter named `session` (passed by keyword)
+
+
+MESSAGE_ONLY = HandlerPlan(None, False)
+
+
+def handler_plan(function: Callable[..., Any]) -> HandlerPlan:
+    """Decided by the signature: a parameter named `session` gets the follower's session; the first other
+    positional parameter after the message (or *args) gets the HandlerContext. A builtin without a
+    signature gets the message alone."""
     try:
         parameters = list(inspect.signature(function).parameters.values())
-    except (TypeError, ValueError):  # a builtin without a signature: called with the message only
-        return False
+    except (TypeError, ValueError):
+        return MESSAGE_ONLY
+    session = any(p.name == "session" and p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY) for p in parameters)
+    context = None
     positional = [p for p in parameters if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)]
-    return len(positional) >= 2 or any(p.kind is p.VAR_POSITIONAL for p in parameters)
+    others = [p for p in positional[1:] if not (session and p.name == "session")]
+    if others:
+        context = "*" if others[0].kind is inspect.Parameter.POSITIONAL_ONLY else others[0].name
+    elif any(p.kind is p.VAR_POSITIONAL for p in parameters):
+        context = "*"
+    return HandlerPlan(context, session)
 
 
-def call_handler(function: Callable[..., Any], message: BaseMessage, context: HandlerContext | None) -> Any:
-    """The handler's plain return value; the context goes only to a handler that takes it, and only when
-    there is one (a caller without a process context, a test say, calls it with the message alone)."""
-    if context is not None and takes_context(function):
-        return function(message, context)
-    return function(message)
+def takes_context(function: Callable[..., Any]) -> bool:
+    """True when `function` accepts the HandlerContext (see handler_plan)."""
+    return handler_plan(function).context is not None
+
+
+def call_handler(function: Callable[..., Any], message: BaseMessage, context: HandlerContext | None,
+                 plan: HandlerPlan | None = None) -> Any:
+    """The handler's plain return value. The context goes only to a handler that takes it, and only when
+    there is one (a caller without a process context, a test say, calls it with the message alone); a
+    handler with a `session` parameter gets the follower's session, loaded now and saved after it returns
+    (without a context or with Redis down: an empty session whose writes are dropped, logged). `plan`:
+    handler_plan(function), when the caller keeps it."""
+    if plan is None:
+        plan = handler_plan(function)
+    if plan == MESSAGE_ONLY:
+        return function(message)
+    arguments: list[Any] = [message]
+    keywords: dict[str, Any] = {}
+    if plan.context is not None and context is not None:
+        if plan.context == "*":
+            arguments.append(context)
+        else:
+            keywords[plan.context] = context
+    session = _load_session(message, context) if plan.session else None
+    if session is not None:
+        keywords["session"] = session
+    value = function(*arguments, **keywords)
+    if session is not None:  # a handler that raised leaves the session as it was
+        _save_session(session, context)
+    return value
+
+
+def _load_session(message: BaseMessage, context: HandlerContext | None) -> Session:
+    openid = str(getattr(message, "source", "") or "")
+    account = str(getattr(message, "target", "") or "")
+    if context is None or context.sessions is None:
+        return Session(session_key(account, openid), available=False)
+    return context.sessions.load(context.settings.appid or account, openid)
+
+
+def _save_session(session: Session, context: HandlerContext | None) -> None:
+    if context is None or context.sessions is None:
+        if session.writes:
+            log.warning("no session store here: dropping %d session write(s)", len(session.writes))
+        return
+    context.sessions.save(session)
 
 
 def placeholder_values(message: Message) -> dict[str, str]:
@@ -138,12 +201,9 @@ def render_reply(reply: Reply | None, message: Message, context: HandlerContext 
     if reply is None:
         return None
     if reply.kind == "handler":
-        if "takes_context" not in reply.rendered:  # inspected once per rule, not per message
-            reply.rendered["takes_context"] = takes_context(reply.value)
-        if context is not None and reply.rendered["takes_context"]:
-            value = reply.value(message.wechat, context)
-        else:
-            value = reply.value(message.wechat)
+        if "plan" not in reply.rendered:  # inspected once per rule, not per message
+            reply.rendered["plan"] = handler_plan(reply.value)
+        value = call_handler(reply.value, message.wechat, context, reply.rendered["plan"])
         return render_reply(reply_from_value(value, message), message)
     if reply.kind == "echo":
         content = str(getattr(message.wechat, "content", "") or "")

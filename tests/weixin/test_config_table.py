@@ -47,6 +47,8 @@ def test_every_default() -> None:
         "ai_max_tokens": 800,
         "ai_timeout": 20.0,
         "ai_history_turns": 5,
+        "session_ttl": 1800,
+        "session_max_bytes": 4096,
     }
     assert type(loaded.timestamp_window) is int and type(loaded.max_body_bytes) is int
     assert type(loaded.reply_deadline) is float
@@ -146,6 +148,9 @@ def test_values_are_read_as_documented(tmp_path: Path) -> None:
             "AI_TIMEOUT must be 1 to 60 seconds (a background job is stopped after 120 s), got 61",
         ),
         ({"AI_HISTORY_TURNS": "-1"}, "AI_HISTORY_TURNS must be at least 0, got '-1'"),
+        ({"SESSION_TTL": "0"}, "SESSION_TTL must be at least 1, got '0'"),
+        ({"SESSION_TTL": "1.5"}, "SESSION_TTL must be a whole number of seconds, got '1.5'"),
+        ({"SESSION_MAX_BYTES": "100"}, "SESSION_MAX_BYTES must be at least 256, got '100'"),
     ],
 )
 def test_each_error_is_one_exact_line(env: dict[str, str], message: str) -> None:
