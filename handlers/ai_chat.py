@@ -19,6 +19,7 @@ from wechatpy.messages import BaseMessage
 
 from weixin.config import Settings, load_settings
 from weixin.render import HandlerContext
+from weixin.sessions import Session
 
 log = logging.getLogger("ai_chat")
 
@@ -26,9 +27,10 @@ log = logging.getLogger("ai_chat")
 # that the session's size cap (which drops the oldest items first) never splits a question from its answer.
 HISTORY_FIELD = "ai_history"
 # What one turn keeps of each side: a follower's long paste or a long answer must not crowd out the other
-# turns (the session holds a few KB in all: SESSION_MAX_BYTES).
-MAX_STORED_QUESTION_CHARS = 200
-MAX_STORED_ANSWER_CHARS = 400
+# turns. The session holds SESSION_MAX_BYTES (4096) in all and Chinese takes 3 bytes a character, so a turn
+# is at most about 1.2 KB and the last three always fit; the session drops the oldest turns beyond its cap.
+MAX_STORED_QUESTION_CHARS = 100
+MAX_STORED_ANSWER_CHARS = 300
 # The history sent with a question, at most (oldest turns dropped first): bounds the prompt's cost even when
 # the session's cap is raised.
 MAX_HISTORY_CHARS = 3000
@@ -232,7 +234,7 @@ def prepare_process(context: HandlerContext) -> None:
     model_for(context)
 
 
-def chat(message: BaseMessage, context: HandlerContext | None = None, session: Any = None) -> str:
+def chat(message: BaseMessage, context: HandlerContext | None = None, session: Session | None = None) -> str:
     """The rules file's `handlers.ai_chat:chat`: the model's answer to the follower's text, with their last
     AI_HISTORY_TURNS turns from `session` (no history without one); a polite text when the model fails."""
     question = question_of(text_of(message))
@@ -259,7 +261,7 @@ def chat(message: BaseMessage, context: HandlerContext | None = None, session: A
     return answer
 
 
-def reset(message: BaseMessage, context: HandlerContext | None = None, session: Any = None) -> str:
+def reset(message: BaseMessage, context: HandlerContext | None = None, session: Session | None = None) -> str:
     """The rules file's `handlers.ai_chat:reset` (e.g. `新对话`): forget the follower's chat history."""
     if session is not None:
         session.delete(HISTORY_FIELD)
