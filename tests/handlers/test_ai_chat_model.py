@@ -170,3 +170,14 @@ def test_faults_can_be_queued_through_the_control_endpoint(sandbox: SandboxServe
     assert ask("问 三", context).startswith("第1轮")
     assert control.chat_state()["count"] == 3
     control.close()
+
+
+def test_the_worker_prepares_the_client_before_it_forks_jobs(sandbox: SandboxServer,
+                                                            caplog: pytest.LogCaptureFixture) -> None:
+    from slow_replies.worker import prepare_handlers
+
+    context = context_for(sandbox)
+    with caplog.at_level(logging.INFO):
+        prepare_handlers({"handlers.ai_chat:chat", "handlers.books:lookup", "no_such_module:f"}, context)
+    assert isinstance(context.clients[ai_chat.CLIENT_NAME], ai_chat.ChatModel)
+    assert "could not prepare the handlers of no_such_module" in caplog.text

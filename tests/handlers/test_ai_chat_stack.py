@@ -155,3 +155,18 @@ def test_the_api_key_and_the_followers_words_never_reach_a_log(
     assert "chat model sandbox-chat answered" in logs
     assert KEY not in logs
     assert "这句话不该出现在日志里" not in logs
+
+
+def test_the_readmes_simulator_conversation_passes(ai_app: AppServer) -> None:
+    import subprocess
+    import sys
+
+    from devstack.processes import PROJECT_ROOT
+    from tests.conftest import TEST_TOKEN
+
+    result = subprocess.run(
+        [sys.executable, "-m", "sandbox", "chat", "sandbox/conversations/ai.yaml", "--url", f"{ai_app.url}/weixin",
+         "--token", TEST_TOKEN],
+        cwd=PROJECT_ROOT, capture_output=True, text=True, timeout=120,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
