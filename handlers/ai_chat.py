@@ -261,6 +261,11 @@ def chat(message: BaseMessage, context: HandlerContext | None = None, session: S
     return answer
 
 
+# The rules checker refuses this handler in a rule without `background: true`: a model can take longer than
+# WeChat waits, and uWSGI's harakiri would cut it inline.
+chat.background_only = True  # type: ignore[attr-defined]
+
+
 def reset(message: BaseMessage, context: HandlerContext | None = None, session: Session | None = None) -> str:
     """The rules file's `handlers.ai_chat:reset` (e.g. `新对话`): forget the follower's chat history."""
     if session is not None:

@@ -85,3 +85,13 @@ def test_every_failure_has_a_polite_chinese_text() -> None:
     for kind, text in FAILURE_TEXTS.items():
         assert text.startswith("抱歉"), kind
     assert failure_text("something new") == BUSY_TEXT
+
+
+def test_the_rules_checker_refuses_the_chat_handler_inline() -> None:
+    from weixin.rules import RulesError
+    from weixin.rules.checker import parse_rules
+
+    parse_rules('default: {handler: "handlers.ai_chat:chat", background: true}\n')
+    with pytest.raises(RulesError, match=r"handler 'handlers.ai_chat:chat' is slow: use it with background: true"):
+        parse_rules('default: {handler: "handlers.ai_chat:chat"}\n')
+    parse_rules('keywords: [{match: 新对话, reply: {handler: "handlers.ai_chat:reset"}}]\n')

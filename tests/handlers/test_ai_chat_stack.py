@@ -80,7 +80,8 @@ def test_a_question_gets_the_models_answer_and_the_next_one_carries_the_history(
     assert say(ai_app, openid, "问 你好") == "第1轮：你说的是「你好」"
     assert say(ai_app, openid, "问：你还记得我刚才说了什么吗") == "第2轮：你说的是「你还记得我刚才说了什么吗」"
     sent = wechat.platform.chat_model.requests()[-1]["messages"]
-    assert [message["content"] for message in sent[1:]] == ["你好", "第1轮：你说的是「你好」", "你还记得我刚才说了什么吗"]
+    assert [message["content"] for message in sent[1:]] == [
+        "你好", "第1轮：你说的是「你好」", "你还记得我刚才说了什么吗"]
     assert say(ai_app, new_follower(wechat), "问 我是谁") == "第1轮：你说的是「我是谁」"  # their own history
     assert say(ai_app, openid, "新对话") == ai_chat.RESET_TEXT
     assert say(ai_app, openid, "问 重新开始") == "第1轮：你说的是「重新开始」"
