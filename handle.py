@@ -17,7 +17,7 @@ from urllib.parse import parse_qsl
 import web
 
 import utils
-from slow_replies.answer import answer_or_defer
+from slow_replies.answer import answer_or_defer, answer_through_retries
 from weixin import messages, render
 from weixin.app import App
 from weixin.config import Settings
@@ -227,11 +227,15 @@ def answer_once(message: Message, match: Match | None, fingerprint: RequestFinge
     itself (one Redis round trip); a handler runs code, so the message is claimed before it runs and
     the reply stored after (it runs once however many retries arrive)."""
     key = retry_key(app.settings.appid, message)
-    runs_code = match is not None and match.reply is not None and match.reply.kind == "handler"
+    # The keyword of a slow reply kept for this follower, or of a long text's next page (slow_replies/hold.py).
+    kept = app.background.kept_page(message)
+    runs_code = kept is None and match is not None and match.reply is not None and match.reply.kind == "handler"
+    # Hold mode: every delivery of a slow reply waits for it, the first and WeChat's retries alike.
+    holding = runs_code and match.reply.background and app.background.holds()
     if runs_code:
         claim = app.retry_cache.claim(key, fingerprint)
     else:
-        xml = render_reply(match, message, app, record)
+        xml = kept if kept is not None else render_reply(match, message, app, record)
         claim = app.retry_cache.claim_with_reply(key, xml, fingerprint)
     record.dedupe = claim.label
     if claim.outcome is Outcome.REPLAYED:
@@ -239,10 +243,17 @@ def answer_once(message: Message, match: Match | None, fingerprint: RequestFinge
     if claim.outcome is Outcome.DONE:
         record.reply = reply_type(claim.reply)
         return claim.reply
-    if claim.outcome is Outcome.IN_PROGRESS:
+    if claim.outcome is Outcome.IN_PROGRESS and not holding:
         record.reply = "none"
         return None
     if not runs_code:
+        if kept is not None:
+            record.reply = "kept-page"
+        return xml
+    if holding:  # the job runs once (its hand-off record); only an answer is stored: `success` ends the retries
+        xml = answer_through_retries(match.reply, message, key, app.background, record)
+        if xml is not None:
+            app.retry_cache.store(claim.key, xml, local=claim.local)
         return xml
     if match.reply.background:  # runs in the worker: its reply if ready by the deadline, else `success` now
         deadline = record.started + app.settings.reply_deadline

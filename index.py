@@ -63,7 +63,7 @@ def build_app() -> App:
     """The App from the environment; a configuration or replies-file error stops start-up (exit 2)."""
     try:
         settings = load_settings()
-        check_deadline_under_harakiri(settings.reply_deadline, uwsgi_harakiri_seconds())
+        check_deadline_under_harakiri(settings.reply_deadline, uwsgi_harakiri_seconds(), settings.slow_reply_delivery)
     except ConfigError as error:
         sys.stderr.write(f"configuration error: {error}\n")
         raise SystemExit(2) from None

@@ -50,6 +50,9 @@ class SandboxControl:
     def delivered(self) -> list[dict]:
         return list(self._request("GET", "delivered")["delivered"])
 
+    def typing(self) -> list[dict]:
+        return list(self._request("GET", "typing")["typing"])
+
     def is_token_valid(self, token: str) -> bool:
         return bool(self._request("POST", "token-check", {"access_token": token})["valid"])
 
@@ -71,6 +74,9 @@ class SandboxControl:
 
     def set_ip_whitelisted(self, allowed: bool) -> None:
         self._request("POST", "whitelist", {"allowed": bool(allowed)})
+
+    def set_unverified(self, unverified: bool) -> None:
+        self._request("POST", "unverified", {"unverified": bool(unverified)})
 
     def add_follower(self, openid: str, nickname: str = "微信用户", **profile: Any) -> None:
         self._request("POST", "followers", {**profile, "openid": openid, "nickname": nickname})

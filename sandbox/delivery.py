@@ -53,6 +53,11 @@ class Delivery:
         return self.final.answered
 
     @property
+    def answered_by(self) -> int | None:
+        """Which delivery (1 = the first, 2 and up = WeChat's re-sends of the same bytes) got the answer."""
+        return self.final.number if self.final.answered else None
+
+    @property
     def status(self) -> int | None:
         return self.final.status
 

@@ -23,6 +23,10 @@ HTTP front is `sandbox.server`. Choices where WeChat is silent or where the sand
 * `custom/send`: an unknown or unsubscribed follower answers 45015, as WeChat cannot tell them apart
   from an expired window; an empty `touser` answers 40003. At most 5 messages per window opened by the
   follower's last message (45047 for the 6th).
+* An unverified account (`unverified=True`, `python -m sandbox serve --unverified`, SANDBOX_UNVERIFIED=1, or
+  POST /sandbox/unverified) lacks the customer-service permission: custom/send and custom/typing answer
+  48001 (api unauthorized), as they do for most personal subscription accounts. custom/typing otherwise
+  checks `touser` and `command` (Typing or CancelTyping) and records the call (typing() lists them).
 * `getticket` issues a fresh ticket (7200 s) on each call; callers are expected to cache it.
 * The authorize page is shown for both scopes (real WeChat skips it for snsapi_base) so that tests can
   deny; any http(s) redirect_uri is accepted (the sandbox has no configured authorization domain).
@@ -37,6 +41,8 @@ HTTP control endpoints (JSON in, JSON out; not counted in call counts, never del
   POST /sandbox/errors         {"endpoint": "/cgi-bin/token", "errcode": 40001, "count": 1}
   POST /sandbox/latency        {"endpoint": "/cgi-bin/token" or "*", "seconds": 0.5}  (0 removes)
   POST /sandbox/whitelist      {"allowed": false}  -> 40164 on the token endpoints
+  POST /sandbox/unverified     {"unverified": true}  -> 48001 on custom/send and custom/typing
+  GET  /sandbox/typing         {"typing": [custom/typing bodies accepted, in order]}
   POST /sandbox/followers      {"openid": .., "nickname": .., other profile fields}
   POST /sandbox/interactions   {"openid": ..}  the follower sent a message: opens the 48 h window
   POST /sandbox/oauth/code     {"openid": .., "scope": "snsapi_userinfo"} -> {"code": .., ...}, no page
@@ -336,6 +342,7 @@ class FakeWeChat:
         stable_force_spacing: float = 30,
         clock: Clock | None = None,
         chat_model: FakeChatModel | None = None,
+        unverified: bool = False,
     ) -> None:
         if not 0 <= overlap < token_lifetime:
             raise ValueError("overlap must be >= 0 and shorter than token_lifetime")
@@ -350,6 +357,7 @@ class FakeWeChat:
         self.chat_model = chat_model or FakeChatModel()
         self._lock = threading.Lock()
         self._reset_state()
+        self._unverified = unverified  # kept by reset(): it is what kind of account this is
 
     def __repr__(self) -> str:
         return f"FakeWeChat(appid={self.appid!r}, secret={mask(self._secret)!r})"
@@ -357,6 +365,7 @@ class FakeWeChat:
     def _reset_state(self) -> None:
         self._counts: Counter[str] = Counter()
         self._delivered: list[dict] = []
+        self._typing: list[dict] = []
         self._tokens: dict[str, AccessToken] = {}
         self._current: dict[str, str | None] = {"classic": None, "stable": None}
         self._classic_quota = DailyCounter()
@@ -423,6 +432,15 @@ class FakeWeChat:
         with self._lock:
             return copy.deepcopy(self._delivered)
 
+    def typing(self) -> list[dict]:
+        with self._lock:
+            return copy.deepcopy(self._typing)
+
+    def set_unverified(self, unverified: bool) -> None:
+        """An account without the customer-service permission: custom/send and custom/typing answer 48001."""
+        with self._lock:
+            self._unverified = bool(unverified)
+
     def is_token_valid(self, token: str) -> bool:
         with self._lock:
             return self._base_token_error(token) is None
@@ -452,6 +470,8 @@ class FakeWeChat:
                 "classic_tokens_today": self._classic_quota.value(now),
                 "forced_refreshes_today": self._forced_refreshes.value(now),
                 "whitelisted": self._whitelisted,
+                "unverified": self._unverified,
+                "typing": copy.deepcopy(self._typing),
                 "injected_errors": {path: list(codes) for path, codes in self._injected.items()},
                 "latency": dict(self._latency),
                 "menu": copy.deepcopy(self._menu),
@@ -708,6 +728,8 @@ class FakeWeChat:
 
     def _api_custom_send(self, query: dict[str, str], body: bytes, client_ip: str) -> Response:
         self._require_base_token(query)
+        if self._unverified:
+            raise _Reject(48001)
         data = _json_object(body)
         touser = data.get("touser")
         if not isinstance(touser, str) or not touser:
@@ -734,6 +756,22 @@ class FakeWeChat:
             raise _Reject(45047)
         user.sent_in_window += 1
         self._delivered.append(data)
+        return _ok()
+
+    def _api_custom_typing(self, query: dict[str, str], body: bytes, client_ip: str) -> Response:
+        self._require_base_token(query)
+        if self._unverified:
+            raise _Reject(48001)
+        data = _json_object(body)
+        touser = data.get("touser")
+        if not isinstance(touser, str) or not touser:
+            raise _Reject(40003)
+        if data.get("command") not in ("Typing", "CancelTyping"):
+            raise _Reject(47001, "data format error: command must be Typing or CancelTyping")
+        user = self._users.get(touser)
+        if user is None or not user.subscribed or not self._window_open(user, self.clock.now()):
+            raise _Reject(45015)
+        self._typing.append(data)
         return _ok()
 
     def _api_getcallbackip(self, query: dict[str, str], body: bytes, client_ip: str) -> Response:
@@ -1031,6 +1069,7 @@ WECHAT_ROUTES: dict[str, tuple[str, ApiHandler]] = {
     "/cgi-bin/token": ("GET", FakeWeChat._api_token),
     "/cgi-bin/stable_token": ("POST", FakeWeChat._api_stable_token),
     "/cgi-bin/message/custom/send": ("POST", FakeWeChat._api_custom_send),
+    "/cgi-bin/message/custom/typing": ("POST", FakeWeChat._api_custom_typing),
     "/cgi-bin/getcallbackip": ("GET", FakeWeChat._api_getcallbackip),
     "/cgi-bin/menu/create": ("POST", FakeWeChat._api_menu_create),
     "/cgi-bin/menu/get": ("GET", FakeWeChat._api_menu_get),
@@ -1050,6 +1089,8 @@ ControlHandler = Callable[[FakeWeChat, dict], dict | None]
 CONTROL_ROUTES: dict[str, tuple[str, ControlHandler]] = {
     "/sandbox/state": ("GET", lambda platform, data: platform.state()),
     "/sandbox/delivered": ("GET", lambda platform, data: {"delivered": platform.delivered()}),
+    "/sandbox/typing": ("GET", lambda platform, data: {"typing": platform.typing()}),
+    "/sandbox/unverified": ("POST", lambda platform, data: platform.set_unverified(_json_bool(data["unverified"]))),
     "/sandbox/tokens": ("GET", FakeWeChat._control_tokens),
     "/sandbox/token-check": ("POST", FakeWeChat._control_token_check),
     "/sandbox/advance": ("POST", lambda platform, data: platform.advance(float(data["seconds"]))),

@@ -9,6 +9,7 @@ import argparse
 import contextlib
 import json
 import logging
+import os
 import signal
 import socket
 import socketserver
@@ -243,6 +244,10 @@ def add_cli(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--token-daily-quota", type=int, default=2000, help="/cgi-bin/token calls a day")
     parser.add_argument("--ai-key", default=DEFAULT_AI_KEY,
                         help="the API key the fake chat model (/v1/) accepts (sandbox default)")
+    parser.add_argument("--unverified", action="store_true",
+                        default=os.environ.get("SANDBOX_UNVERIFIED", "") in ("1", "true", "yes"),
+                        help="an unverified account: custom/send and custom/typing answer 48001 "
+                             "(default: $SANDBOX_UNVERIFIED)")
     parser.set_defaults(run=run_serve)
 
 
@@ -255,6 +260,7 @@ def run_serve(args: argparse.Namespace) -> int:
             overlap=args.overlap,
             token_daily_quota=args.token_daily_quota,
             chat_model=FakeChatModel(args.ai_key),
+            unverified=args.unverified,
         )
     except ValueError as error:
         print(f"sandbox: {error}", file=sys.stderr)
@@ -264,7 +270,8 @@ def run_serve(args: argparse.Namespace) -> int:
         signal.signal(signum, lambda *_: stop.set())
     server = SandboxServer(platform, args.host, args.port).start()
     print(
-        f"sandbox WeChat API on {server.url} (appid {platform.appid}, secret {mask(args.secret)}); "
+        f"sandbox WeChat API on {server.url} (appid {platform.appid}, secret {mask(args.secret)}"
+        f"{', unverified: custom/send answers 48001' if args.unverified else ''}); "
         f"control endpoints under {server.url}/sandbox/ ; Ctrl-C stops",
         flush=True,
     )

@@ -7,6 +7,7 @@ ties them into exchanges and scripted conversations, and is the `python -m sandb
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import secrets
 import sys
@@ -247,6 +248,7 @@ def print_exchange(result: Exchange, out: TextIO, number: int | None = None) -> 
         f"← {status} in {result.delivery.elapsed:.3f} s" + (f" after {attempts} deliveries" if attempts > 1 else ""),
         file=out,
     )
+    print("  " + carried_by(result), file=out)
     for line in result.follower_view.splitlines():
         print("  " + line, file=out)
     for problem in result.problems:
@@ -254,6 +256,42 @@ def print_exchange(result: Exchange, out: TextIO, number: int | None = None) -> 
         print(f"  {mark} {problem}", file=out)
     if result.ok:
         print("  ✓ valid reply", file=out)
+
+
+ORDINALS = {1: "1st", 2: "2nd", 3: "3rd"}
+
+
+def carried_by(result: Exchange, custom_messages: int = 0) -> str:
+    """Which delivery carried the answer: a passive reply on the 1st, 2nd or 3rd delivery (WeChat re-sends the
+    same bytes after each 5 s without an answer), or customer-service messages sent afterwards."""
+    number = result.delivery.answered_by
+    if number is None:
+        return "answer: none (every delivery went unanswered)"
+    passive = result.verdict.reply is not None and result.verdict.reply.root is not None
+    if passive:
+        return f"answer: passive reply on the {ORDINALS.get(number, f'{number}th')} delivery"
+    if custom_messages:
+        return f"answer: {custom_messages} custom/send message(s) after `success` on delivery {number}"
+    return f"answer: none on delivery {number} (`success`: later by custom/send, if at all)"
+
+
+def custom_messages_to(sandbox_url: str, openid: str, wait: float) -> list[dict]:
+    """The custom/send messages the sandbox (another process) accepted for `openid`, once `wait` s pass
+    without a new one."""
+    from sandbox.control import SandboxControl
+
+    control = SandboxControl(sandbox_url)
+    try:
+        seen: list[dict] = []
+        quiet_until = time.monotonic() + wait
+        while time.monotonic() < quiet_until:
+            now = [body for body in control.delivered() if body.get("touser") == openid]
+            if len(now) > len(seen):
+                seen, quiet_until = now, time.monotonic() + wait
+            time.sleep(0.2)
+        return seen
+    finally:
+        control.close()
 
 
 # -- command line -----------------------------------------------------------------------------------
@@ -322,6 +360,12 @@ def run_send(args: argparse.Namespace) -> int:
     )
     result = exchange(args.url, message, account, args.mode, timeout=args.timeout, retries=args.retries)
     print_exchange(result, sys.stdout)
+    if args.sandbox and result.delivery.answered_by is not None and result.verdict.reply is not None \
+            and result.verdict.reply.root is None:
+        sent = custom_messages_to(args.sandbox, message.from_user, args.wait_custom)
+        print("  " + carried_by(result, len(sent)), file=sys.stdout)
+        for body in sent:
+            print("  custom/send: " + json.dumps(body, ensure_ascii=False)[:300], file=sys.stdout)
     return EXIT_OK if result.ok else EXIT_CHECK_FAILED
 
 
@@ -377,6 +421,9 @@ def add_cli(subparsers: argparse._SubParsersAction) -> None:
     send.add_argument("--msgid", type=int, help="MsgId (default: a fresh one)")
     send.add_argument("--from", dest="from_user", default=DEFAULT_FOLLOWER, help="the follower's OpenID")
     send.add_argument("--to", dest="to_user", default=DEFAULT_ACCOUNT, help="the account's gh_ id")
+    send.add_argument("--sandbox", help="the sandbox's URL: after a `success`, show its custom/send messages")
+    send.add_argument("--wait-custom", type=float, default=15.0,
+                      help="with --sandbox, seconds without a new custom/send message before stopping (15)")
     send.add_argument("--field", action="append", default=[], metavar="NAME=VALUE", help="set any XML field")
     _add_account_options(send)
     send.set_defaults(run=_guarded(run_send))

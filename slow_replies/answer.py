@@ -9,10 +9,19 @@ import time
 import redis
 from rq import Worker
 
-from slow_replies.handoff import PASSIVE, WAITING, HandOff
+from slow_replies.handoff import PASSIVE, WAITING, HandOff, Taken
+from slow_replies.hold import (
+    HOLD,
+    HOLD_WINDOW_SECONDS,
+    STILL_WORKING_TEXT,
+    Deliveries,
+    KeptPages,
+    account_mode,
+    is_last_delivery,
+)
 from slow_replies.jobs import JobSpec, enqueue, job_id_for, make_queue
-from weixin import redis_clients
-from weixin.config import Settings
+from weixin import redis_clients, render
+from weixin.config import HOLD_SECONDS, Settings
 from weixin.messages import Message, reply_type
 from weixin.request_record import RequestRecord
 from weixin.rules import Reply, handler_path
@@ -37,6 +46,28 @@ class BackgroundReplies:
         self.handoff = HandOff(client, waiter)
         self.queue = make_queue(client)
         self._next_worker_check = 0.0
+        self.client = client
+        self.settings = settings
+        self.deliveries = Deliveries(client)
+        self.kept = KeptPages(client, settings.appid, settings.held_result_ttl)
+
+    def holds(self) -> bool:
+        """Whether slow replies of this account go through WeChat's retries now (slow_replies/hold.py)."""
+        return account_mode(self.settings.slow_reply_delivery, self.client, self.settings.appid) == HOLD
+
+    def kept_page(self, message: Message) -> str | None:
+        """For the keyword of a kept result or of a long text's next page: that page's reply XML, else None.
+        A follower with nothing kept gets None: their keyword goes to the rules like any text."""
+        if message.category != "message" or message.kind != "text":
+            return None
+        settings = self.settings
+        if message.text("Content").strip() not in (settings.held_result_keyword, settings.more_keyword):
+            return None
+        try:
+            return self.kept.next_page(message.sender)
+        except redis.RedisError as error:
+            log.error("kept pages: Redis failed (%s); the keyword goes to the rules", type(error).__name__)
+            return None
 
     def warn_if_no_worker(self) -> None:
         """Jobs wait safely in Redis without a worker, but nobody gets an answer: say so (looked at once a
@@ -80,6 +111,76 @@ def answer_or_defer(reply: Reply, message: Message, retry_key: str, background: 
         return None
     if taken.state == PASSIVE:
         record.reply = reply_type(taken.xml)
-        return taken.xml
+        return _with_more_kept(taken, message, background)
     record.reply = "deferred" if taken.state == "abandoned" else f"background-{taken.state}"
+    return None
+
+
+def _with_more_kept(taken: Taken, message: Message, background: BackgroundReplies) -> str | None:
+    """The passive reply of `taken`; a long text's next pages are kept for the follower's keyword."""
+    if taken.more:
+        try:
+            background.kept.keep(message.sender, taken.more)
+        except redis.RedisError as error:
+            log.error("a long reply's next pages are lost: Redis failed (%s)", type(error).__name__)
+    return taken.xml
+
+
+def still_working(message: Message, keyword: str) -> str | None:
+    """The last delivery's answer when the result is not ready: how to fetch it later."""
+    reply = render.reply_from_value(STILL_WORKING_TEXT.format(keyword=keyword), message)
+    return render.render_reply(reply, message)
+
+
+def answer_through_retries(reply: Reply, message: Message, retry_key: str, background: BackgroundReplies,
+                           record: RequestRecord) -> str | None:
+    """Hold mode (slow_replies/hold.py), for every delivery of a message: the passive reply if the result is
+    ready by this delivery's deadline; else, on a delivery WeChat will retry, None after holding it past
+    WeChat's patience (no answer: WeChat retries); on the last one, how to fetch the result later.
+    Sets `record.reply`."""
+    settings = background.settings
+    job_id = job_id_for(retry_key)
+    deadline = record.started + settings.reply_deadline
+    hold_until = record.started + HOLD_SECONDS
+    try:
+        handoff = background.handoff
+        number, since_first = background.deliveries.count(job_id, time.time())
+        last = is_last_delivery(number, since_first)
+        record.reply = f"hold-{number}"
+        # The job's deadline is the last delivery's: until then the worker leaves a ready result to the web.
+        job_deadline = time.time() - since_first + HOLD_WINDOW_SECONDS + settings.reply_deadline
+        spec = JobSpec(job_id, handler_path(reply.value) or "", dict(message.fields), job_deadline, str(record.rule))
+        created = handoff.create(job_id, spec.deadline, spec.rule, HOLD)
+        taken = None if created else handoff.take(job_id, final=False)
+        if created or taken.state == WAITING:
+            enqueue(background.queue, spec)  # rq refuses a second job with this id: the handler runs once
+            background.warn_if_no_worker()
+        while taken is None or taken.state == WAITING:
+            remaining = deadline - time.perf_counter()
+            if remaining <= 0:
+                break
+            if remaining > REDIS_TIMER_SLACK_SECONDS:
+                handoff.wait_for_result(job_id, remaining - REDIS_TIMER_SLACK_SECONDS)
+            else:
+                time.sleep(min(remaining, POLL_SECONDS))
+            taken = handoff.take(job_id, final=False)
+        if taken.state == WAITING and last:
+            taken = handoff.take(job_id, final=True)  # a result that came in the meantime is still taken
+    except (redis.RedisError, OSError) as error:
+        log.error("background reply for rule %s: Redis failed (%s); answering success",
+                  record.rule, type(error).__name__)
+        record.reply = "error"
+        return None
+    if taken.state == PASSIVE:
+        record.reply = f"{reply_type(taken.xml)}-on-delivery-{number}"
+        return _with_more_kept(taken, message, background)
+    if last:
+        record.reply = f"still-working-on-delivery-{number}"
+        return still_working(message, settings.held_result_keyword)
+    if taken.state != PASSIVE:
+        # No answer: WeChat gives up on this delivery and sends the next; an answer would end the retries.
+        record.reply = f"held-{number}"
+        pause = hold_until - time.perf_counter()
+        if pause > 0:
+            time.sleep(pause)
     return None

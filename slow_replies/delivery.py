@@ -7,6 +7,7 @@ bounded number of times. 45015 and 45047 are final.
 
 from __future__ import annotations
 
+import json
 import logging
 import time
 from collections.abc import Callable
@@ -23,6 +24,8 @@ from token_service.store import fingerprint
 log = logging.getLogger("slow_replies")
 
 SEND_PATH = "/cgi-bin/message/custom/send"
+TYPING_PATH = "/cgi-bin/message/custom/typing"
+API_UNAUTHORIZED = 48001  # an account without the customer-service permission (unverified): see slow_replies/hold.py
 HTTP_TIMEOUT = (3.05, 10.0)  # (connect, read) seconds
 RETRYABLE_ERRCODES = frozenset({-1})  # "system busy": WeChat did not take the message
 FINAL_REASONS = {
@@ -70,6 +73,7 @@ class CustomMessageSender:
         sleep: Callable[[float], None] = time.sleep,
     ) -> None:
         self.url = api_base.rstrip("/") + SEND_PATH
+        self.typing_url = api_base.rstrip("/") + TYPING_PATH
         self.appid = appid
         self.redis_client = redis_client
         self.attempts = attempts
@@ -78,10 +82,10 @@ class CustomMessageSender:
         self.sleep = sleep
         self.session = requests.Session()
 
-    def _post(self, token: str, body: bytes) -> int:
+    def _post(self, token: str, body: bytes, url: str | None = None) -> int:
         try:
             response = self.session.post(
-                self.url,
+                url or self.url,
                 params={"access_token": token},
                 data=body,
                 headers={"Content-Type": "application/json; charset=utf-8"},
@@ -102,6 +106,16 @@ class CustomMessageSender:
             return int(answer.get("errcode", 0))
         except (TypeError, ValueError):
             raise _MaybeTaken("an answer without a numeric errcode") from None
+
+    def typing(self, openid: str) -> DeliveryResult:
+        """Show "typing..." to the follower (custom/typing): once, no retry; it is only a courtesy."""
+        body = json.dumps({"touser": openid, "command": "Typing"}).encode("utf-8")
+        try:
+            errcode = self._post(get_access_token(self.redis_client, self.appid), body, self.typing_url)
+        except (TokenUnavailable, redis.RedisError, _NotTaken, _MaybeTaken) as error:
+            return DeliveryResult(False, None, str(error) if isinstance(error, TokenUnavailable) else
+                                  type(error).__name__)
+        return DeliveryResult(errcode == 0, errcode, "ok" if errcode == 0 else FINAL_REASONS.get(errcode, "refused"))
 
     def send(self, body: bytes) -> DeliveryResult:
         """Send `body` (custom/send JSON); every outcome is returned, nothing raised."""

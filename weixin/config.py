@@ -57,6 +57,14 @@ class Settings:
     ai_max_tokens: int
     ai_timeout: float
     ai_history_turns: int
+    # How a background reply not ready by REPLY_DEADLINE reaches the follower (slow_replies/hold.py): custom
+    # (custom/send), hold (through WeChat's own retries) or auto (custom until WeChat answers 48001).
+    slow_reply_delivery: str
+    # Hold mode: a result not ready by WeChat's last delivery is kept this long for `held_result_keyword`;
+    # a long text's next page is fetched with `more_keyword`.
+    held_result_ttl: int
+    held_result_keyword: str
+    more_keyword: str
     # Follower sessions (weixin/sessions.py): idle seconds before one is forgotten, its size cap in bytes.
     session_ttl: int = 1800
     session_max_bytes: int = 4096
@@ -251,6 +259,12 @@ VARIABLES = (
     Variable("MAX_BODY_BYTES", "max_body_bytes", number(int, 1024), "65536"),
     Variable("SESSION_TTL", "session_ttl", number(int, 1, what="a whole number of seconds"), "1800"),
     Variable("SESSION_MAX_BYTES", "session_max_bytes", number(int, 256, what="a whole number of bytes"), "4096"),
+    Variable("SLOW_REPLY_DELIVERY", "slow_reply_delivery", choice(
+        ("auto", "custom", "hold"), "must be auto, custom or hold, got {value!r}", fold=str.lower), "auto"),
+    Variable("HELD_RESULT_TTL", "held_result_ttl", number(int, 60, what="a number of seconds"), "600"),
+    Variable("HELD_RESULT_KEYWORD", "held_result_keyword", pattern(
+        r"\S{1,16}", "must be 1-16 characters without spaces"), "结果"),
+    Variable("MORE_KEYWORD", "more_keyword", pattern(r"\S{1,16}", "must be 1-16 characters without spaces"), "更多"),
     Variable("LOG_LEVEL", "log_level", choice(
         ("DEBUG", "INFO", "WARNING", "ERROR"), "must be DEBUG, INFO, WARNING or ERROR"), "INFO"),
 )
@@ -260,18 +274,36 @@ VARIABLES = (
 # up to a second before N (seen: 3.3 s into a request under harakiri 4); a reply answers at REPLY_DEADLINE and
 # still has to be written. Hence harakiri >= ceil(REPLY_DEADLINE) + 2.
 HARAKIRI_MARGIN_SECONDS = 2
+# Hold mode (SLOW_REPLY_DELIVERY hold or auto): a delivery WeChat will retry is held without an answer this
+# long after it arrived. WeChat waits 5 s from sending it, which began before it arrived here, so it has given
+# up by then; answering earlier (even `success`) would stop its retries. slow_replies/hold.py uses it.
+HOLD_SECONDS = 5.5
 
 
-def check_deadline_under_harakiri(reply_deadline: float, harakiri_seconds: int) -> None:
+def longest_request_seconds(reply_deadline: float, delivery: str = "custom") -> float:
+    """How long a message request can last: REPLY_DEADLINE, or a held delivery's HOLD_SECONDS unless the
+    delivery is `custom`."""
+    return reply_deadline if delivery == "custom" else max(reply_deadline, HOLD_SECONDS)
+
+
+def check_deadline_under_harakiri(reply_deadline: float, harakiri_seconds: int, delivery: str = "custom") -> None:
     """Raise ConfigError when uWSGI's harakiri (seconds; 0 = off) could kill a request before it answers at
-    `reply_deadline`. The app calls it at start-up with the harakiri uWSGI runs with."""
+    `reply_deadline`, or (hold and auto `delivery`) before a held delivery ends. The app calls it at start-up
+    with the harakiri uWSGI runs with."""
     if harakiri_seconds <= 0:
         return
-    needed = math.ceil(reply_deadline) + HARAKIRI_MARGIN_SECONDS
+    longest = longest_request_seconds(reply_deadline, delivery)
+    needed = math.ceil(longest) + HARAKIRI_MARGIN_SECONDS
     if harakiri_seconds >= needed:
         return
-    longest = harakiri_seconds - HARAKIRI_MARGIN_SECONDS
-    alternative = f" or REPLY_DEADLINE to at most {longest}" if longest >= 1 else ""
+    if longest > reply_deadline:
+        raise ConfigError(
+            f"SLOW_REPLY_DELIVERY={delivery} holds a delivery for {longest:g} s, which uWSGI's harakiri "
+            f"{harakiri_seconds} s can cut (it can fire up to 1 s early): set harakiri to at least {needed} "
+            f"or SLOW_REPLY_DELIVERY=custom"
+        )
+    shortest = harakiri_seconds - HARAKIRI_MARGIN_SECONDS
+    alternative = f" or REPLY_DEADLINE to at most {shortest}" if shortest >= 1 else ""
     raise ConfigError(
         f"REPLY_DEADLINE {reply_deadline:g} s can be cut by uWSGI's harakiri {harakiri_seconds} s (it can fire up "
         f"to 1 s early): set harakiri to at least {needed}{alternative}"

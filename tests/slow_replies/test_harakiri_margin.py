@@ -90,7 +90,7 @@ def test_uwsgi_with_a_harakiri_that_can_cut_the_deadline_refuses_to_start(tmp_pa
                                                                          redis_server: RedisServer) -> None:
     config = render_uwsgi_config(tmp_path, tmp_path / "uwsgi.sock")
     argv = [find_program("uwsgi"), "--xml", str(config), "--processes", "1", "--harakiri", "4"]
-    env = {**os.environ, **app_env(redis_server, REPLY_DEADLINE="3.5")}
+    env = {**os.environ, **app_env(redis_server, REPLY_DEADLINE="3.5", SLOW_REPLY_DELIVERY="custom")}
     process = ManagedProcess("uwsgi", argv, tmp_path / "uwsgi.log", env=env).start()
     try:
         assert wait_until(lambda: not process.alive() or "spawned uWSGI worker" in process.log_text(), 60)

@@ -49,6 +49,10 @@ def test_every_default() -> None:
         "ai_history_turns": 5,
         "session_ttl": 1800,
         "session_max_bytes": 4096,
+        "slow_reply_delivery": "auto",
+        "held_result_ttl": 600,
+        "held_result_keyword": "结果",
+        "more_keyword": "更多",
     }
     assert type(loaded.timestamp_window) is int and type(loaded.max_body_bytes) is int
     assert type(loaded.reply_deadline) is float
