@@ -1,6 +1,7 @@
 """The AI chat rules of the shipped replies.yaml through the real stack: uWSGI, Redis, the rq worker, the token
 daemon and the sandbox as WeChat's API and as the chat model (sandbox/chat_model.py). A question gets the
-model's answer, the next one carries the history, a slow answer arrives by custom/send, the model's failures
+model's answer, the next one carries the history, a slow answer arrives by custom/send, a long one split
+(custom) or paged (hold), the model's failures
 give polite texts without stopping anything, and the API key never reaches a log."""
 
 from __future__ import annotations
@@ -12,8 +13,9 @@ import pytest
 
 from devstack.processes import AppServer, RedisServer, TokenServiceProcess
 from handlers import ai_chat
-from sandbox.chat_model import SANDBOX_MODEL
+from sandbox.chat_model import SANDBOX_MODEL, long_answer
 from sandbox.server import SandboxServer
+from sandbox.simulator import carried_by
 from tests.conftest import TEST_APPID
 from tests.slow_replies.conftest import (
     Worker,
@@ -26,6 +28,7 @@ from tests.slow_replies.conftest import (
     wait_until_settled,
     wechat,
 )
+from tests.slow_replies.hold_support import as_wechat
 from tests.waiting import wait_until
 from tests.wechat_requests import reply_fields
 
@@ -34,6 +37,7 @@ __all__ = ["token_daemon", "wechat"]
 KEY = "sk-stack-" + "0a1b2c3d4e5f" * 3
 DEADLINE = "1.0"
 AI_TIMEOUT = "2"
+MORE = "回复「更多」继续"
 
 
 @pytest.fixture(scope="module")
@@ -59,6 +63,12 @@ def ai_worker(tmp_path_factory: pytest.TempPathFactory, redis_server: RedisServe
 def ai_app(start_app, wechat: SandboxServer, ai_worker: Worker, ai_env: dict[str, str]) -> AppServer:
     """The message server with the shipped replies.yaml (`问 ...` is a background rule, `新对话` inline)."""
     return start_app(WECHAT_API_BASE=wechat.url, REPLY_DEADLINE=DEADLINE, LOG_LEVEL="DEBUG", **ai_env)
+
+
+@pytest.fixture(scope="module")
+def hold_app(start_app, wechat: SandboxServer, ai_worker: Worker, ai_env: dict[str, str]) -> AppServer:
+    """The same, for an account whose slow answers go through WeChat's retries (SLOW_REPLY_DELIVERY=hold)."""
+    return start_app(WECHAT_API_BASE=wechat.url, REPLY_DEADLINE=DEADLINE, SLOW_REPLY_DELIVERY="hold", **ai_env)
 
 
 @pytest.fixture(autouse=True)
@@ -104,16 +114,33 @@ def test_a_slow_answer_arrives_by_custom_send(ai_app: AppServer, wechat: Sandbox
     assert message["msgtype"] == "text" and message["text"]["content"] == "第1轮：你说的是「慢慢想」"
 
 
-def test_a_long_answer_comes_back_whole_from_the_worker(ai_app: AppServer, wechat: SandboxServer,
-                                                         redis_server: RedisServer) -> None:
-    """Splitting it for WeChat is the slow-replies path's job (weixin/long_text.py); the handler returns it all."""
+def test_a_long_slow_answer_goes_out_as_ordered_messages(ai_app: AppServer, wechat: SandboxServer,
+                                                          redis_server: RedisServer) -> None:
+    """custom/send: split at WeChat's 2048 bytes (weixin/long_text.py), in order, nothing lost."""
     openid = new_follower(wechat)
     wechat.platform.chat_model.configure({"latency": 1.6})
     xml = text_message(openid, "问 写一篇长文")
     assert send(ai_app, xml).text == "success"
     wait_until_settled(redis_server, job_id_of(xml))
-    contents = "".join(message["text"]["content"] for message in delivered_to(wechat, openid))
-    assert contents.startswith("【第1段】") and "【第40段】" in contents
+    contents = [message["text"]["content"] for message in delivered_to(wechat, openid)]
+    assert len(contents) >= 2 and all(len(content.encode()) <= 2048 for content in contents)
+    assert "".join(contents) == long_answer()
+
+
+def test_a_long_answer_on_a_hold_account_comes_page_by_page_with_more(hold_app: AppServer,
+                                                                       wechat: SandboxServer) -> None:
+    """SLOW_REPLY_DELIVERY=hold: the answer rides on one of WeChat's re-sends, its first page ends with the
+    hint, and the keyword fetches the rest."""
+    openid = new_follower(wechat)
+    wechat.platform.chat_model.configure({"latency": 1.6})  # past REPLY_DEADLINE: not the first delivery's
+    result = as_wechat(f"{hold_app.url}/weixin", openid, "问 写一篇长文")
+    assert result.delivery.answered_by in (2, 3), carried_by(result)
+    pages = [result.follower_view]
+    while pages[-1].endswith(MORE):
+        pages.append(say(hold_app, openid, "更多"))
+    assert len(pages) >= 2 and all(len(page.encode()) <= 2048 for page in pages)
+    assert "".join(page.removesuffix("\n" + MORE) for page in pages) == long_answer()
+    assert delivered_to(wechat, openid) == []
 
 
 @pytest.mark.parametrize(
