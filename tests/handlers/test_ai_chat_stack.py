@@ -1,8 +1,8 @@
 """The AI chat rules of the shipped replies.yaml through the real stack: uWSGI, Redis, the rq worker, the token
 daemon and the sandbox as WeChat's API and as the chat model (sandbox/chat_model.py). A question gets the
-model's answer, the next one carries the history, a slow answer arrives by custom/send, a long one split
-(custom) or paged (hold), the model's failures
-give polite texts without stopping anything, and the API key never reaches a log."""
+model's answer, the next one carries the history, a slow answer arrives by custom/send, a long one is split
+(custom) or paged (hold), the model's failures give polite texts without stopping anything, and the API key
+never reaches a log."""
 
 from __future__ import annotations
 
