@@ -24,6 +24,7 @@ from devstack.processes import (
     TokenServiceProcess,
     UwsgiServer,
 )
+from sandbox.chat_model import DEFAULT_AI_KEY, SANDBOX_MODEL
 from sandbox.platform import DEFAULT_APPID, DEFAULT_SECRET
 from weixin.config import ConfigError, load_settings
 
@@ -66,6 +67,7 @@ def simulator_lines(url: str, env: dict[str, str]) -> list[str]:
         f"{python} -m sandbox send {url}{flags} --content 微博",
         f"{python} -m sandbox send {url}{flags} --content 你好 --mode safe",
         f"{python} -m sandbox send {url}{flags} --content '查书 浪潮之巅'",
+        f"{python} -m sandbox send {url}{flags} --content '问 今天适合做什么？'",
         f"{python} -m sandbox chat sandbox/conversations/demo.yaml --url {url}{flags}",
     ]
 
@@ -105,6 +107,9 @@ def main() -> int:
                 if "BOOKS_API_BASE" not in configured(env):  # its catalogue stands in for Open Library
                     env["BOOKS_API_BASE"] = sandbox.url
                 print(f"sandbox:       fake api.weixin.qq.com on {sandbox.url} (no real AppID/AppSecret set)")
+                if "AI_BASE_URL" not in configured(env):  # the AI chat rule answers offline too
+                    env.update(AI_BASE_URL=f"{sandbox.url}/v1", AI_API_KEY=DEFAULT_AI_KEY, AI_MODEL=SANDBOX_MODEL)
+                    print(f"ai chat:       the sandbox's fake chat model on {sandbox.url}/v1 (AI_BASE_URL not set)")
             if "PUBLIC_BASE_URL" not in configured(env):
                 env["PUBLIC_BASE_URL"] = f"http://127.0.0.1:{port}"  # where the web pages are reached locally
             tokens = TokenServiceProcess(run_directory / "token_service", env).start()

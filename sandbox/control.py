@@ -87,5 +87,13 @@ class SandboxControl:
     def issue_oauth_code(self, openid: str | None = None, scope: str = "snsapi_userinfo") -> str:
         return str(self._request("POST", "oauth/code", {"openid": openid, "scope": scope})["code"])
 
+    # the fake chat model (sandbox/chat_model.py)
+    def chat_state(self) -> dict:
+        return self._request("GET", "chat")
+
+    def configure_chat(self, **settings: Any) -> None:
+        """latency, faults, long, hang_seconds, api_key: see sandbox/chat_model.py."""
+        self._request("POST", "chat/configure", settings)
+
     def reset(self) -> None:
         self._request("POST", "reset")

@@ -49,6 +49,8 @@ HTTP control endpoints (JSON in, JSON out; not counted in call counts, never del
   POST /sandbox/reset
 Book paths (sandbox/books.py, Open Library's shapes; counted and delayable like the APIs): /search.json,
 /api/books, /covers/b/..., /works/..., /books/..., /isbn/...; the default follower's avatar at its own path.
+  GET|POST /sandbox/chat       the fake chat model's requests and faults (sandbox/chat_model.py)
+Paths under /v1/ are the fake OpenAI-compatible chat model's (sandbox/chat_model.py), not WeChat's.
 Bad control input answers HTTP 400 `{"errcode": 47001, "errmsg": ...}`.
 """
 
@@ -70,6 +72,7 @@ from typing import Any
 from urllib.parse import urlencode, urlsplit, urlunsplit
 
 from sandbox.books import BookCatalogue
+from sandbox.chat_model import FakeChatModel
 
 Response = tuple[int, dict | str, dict]
 
@@ -344,6 +347,7 @@ class FakeWeChat:
         stable_force_daily: int = 20,
         stable_force_spacing: float = 30,
         clock: Clock | None = None,
+        chat_model: FakeChatModel | None = None,
         unverified: bool = False,
     ) -> None:
         if not 0 <= overlap < token_lifetime:
@@ -357,6 +361,7 @@ class FakeWeChat:
         self.stable_force_spacing = stable_force_spacing
         self.clock = clock or Clock()
         self.books = BookCatalogue()  # the offline book source (sandbox/books.py); stateless
+        self.chat_model = chat_model or FakeChatModel()
         self._lock = threading.Lock()
         self._reset_state()
         self._unverified = unverified  # kept by reset(): it is what kind of account this is
@@ -390,10 +395,13 @@ class FakeWeChat:
 
     def handle(
         self, method: str, path: str, query: dict[str, str], body: bytes, *, client_ip: str = "127.0.0.1",
-        host: str = "",
+        host: str = "", headers: dict[str, str] | None = None,
     ) -> Response:
         """Answer one request the way api.weixin.qq.com / open.weixin.qq.com would (and, for the paths
-        sandbox/books.py serves, openlibrary.org; `host` is the request's Host, for its absolute URLs)."""
+        sandbox/books.py serves, openlibrary.org; `host` is the request's Host, for its absolute URLs;
+        under /v1/: the chat model)."""
+        if path.startswith("/v1/"):
+            return self.chat_model.handle(method, path, headers or {}, body)
         if path.startswith("/sandbox/"):
             return self._handle_control(method, path, body)
         with self._lock:
@@ -554,6 +562,7 @@ class FakeWeChat:
     def reset(self) -> None:
         with self._lock:
             self._reset_state()
+        self.chat_model.reset()
 
     # ----------------------------------------------------------------------------- helpers (lock held)
 
@@ -1123,4 +1132,6 @@ CONTROL_ROUTES: dict[str, tuple[str, ControlHandler]] = {
     ),
     "/sandbox/oauth/code": ("POST", FakeWeChat._control_oauth_code),
     "/sandbox/reset": ("POST", lambda platform, data: platform.reset()),
+    "/sandbox/chat": ("GET", lambda platform, data: platform.chat_model.state()),
+    "/sandbox/chat/configure": ("POST", lambda platform, data: platform.chat_model.configure(data)),
 }

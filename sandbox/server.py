@@ -20,6 +20,7 @@ from http.server import ThreadingHTTPServer
 from types import TracebackType
 from urllib.parse import parse_qsl
 
+from sandbox.chat_model import DEFAULT_AI_KEY, FakeChatModel
 from sandbox.platform import DEFAULT_APPID, DEFAULT_SECRET, FakeWeChat, mask
 
 logger = logging.getLogger(__name__)
@@ -105,7 +106,8 @@ class _PlatformRequestHandler(socketserver.StreamRequestHandler):
             query.setdefault(name, value)  # the first occurrence wins
         try:
             status, payload, extra = self.server.platform.handle(
-                method, path, query, body, client_ip=self.client_address[0], host=headers.get("host", "")
+                method, path, query, body, client_ip=self.client_address[0], host=headers.get("host", ""),
+                headers=headers,
             )
         except Exception:
             logger.exception("sandbox failed on %s %s", method, path)
@@ -241,6 +243,8 @@ def add_cli(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--overlap", type=float, default=300,
                         help="seconds an old token stays valid after a new one (default 300)")
     parser.add_argument("--token-daily-quota", type=int, default=2000, help="/cgi-bin/token calls a day")
+    parser.add_argument("--ai-key", default=DEFAULT_AI_KEY,
+                        help="the API key the fake chat model (/v1/) accepts (sandbox default)")
     parser.add_argument("--unverified", action="store_true",
                         default=os.environ.get("SANDBOX_UNVERIFIED", "") in ("1", "true", "yes"),
                         help="an unverified account: custom/send and custom/typing answer 48001 "
@@ -256,6 +260,7 @@ def run_serve(args: argparse.Namespace) -> int:
             token_lifetime=args.token_lifetime,
             overlap=args.overlap,
             token_daily_quota=args.token_daily_quota,
+            chat_model=FakeChatModel(args.ai_key),
             unverified=args.unverified,
         )
     except ValueError as error:

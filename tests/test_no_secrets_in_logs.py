@@ -94,6 +94,7 @@ def deployment(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Deployment]
     directory = tmp_path_factory.mktemp("no-secrets")
     app_secret = secrets.token_hex(16)  # WeChat's AppSecrets are 32 hex digits
     redis_password = secrets.token_hex(16)
+    ai_api_key = "sk-" + secrets.token_urlsafe(36)
     with contextlib.ExitStack() as stack:
         redis_server = RedisServer(directory / "redis").start()
         stack.callback(redis_server.stop)
@@ -104,6 +105,7 @@ def deployment(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Deployment]
         book_source = BookSource().start()
         stack.callback(book_source.stop)
         control = stack.enter_context(contextlib.closing(SandboxControl(sandbox.url)))
+        control.configure_chat(api_key=ai_api_key)  # the sandbox's fake chat model takes this key only
         app_port = free_port()
         redis_url = f"redis://:{redis_password}@127.0.0.1:{redis_server.port}/0"
         env = {
@@ -120,13 +122,16 @@ def deployment(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Deployment]
             "PUBLIC_BASE_URL": f"http://127.0.0.1:{app_port}",
             "BOOKS_API_BASE": book_source.url,
             "REPLY_DEADLINE": "1.0",
+            "AI_BASE_URL": f"{sandbox.url}/v1",
+            "AI_API_KEY": ai_api_key,
             # The classic endpoint takes the AppSecret in its query string: the worst case for a URL logger.
             "TOKEN_SOURCE": "classic",
             "TOKEN_FORCE_SPACING_SECONDS": "0",
         }
         deployment = Deployment(directory, redis_server, redis_url, sandbox, control, book_source, env)
         for name, variable in (("AppSecret", "WECHAT_APPSECRET"), ("WeChat Token", "WECHAT_TOKEN"),
-                               ("EncodingAESKey", "WECHAT_ENCODING_AES_KEY"), ("SESSION_SECRET", "SESSION_SECRET")):
+                               ("EncodingAESKey", "WECHAT_ENCODING_AES_KEY"), ("SESSION_SECRET", "SESSION_SECRET"),
+                               ("AI_API_KEY", "AI_API_KEY")):
             deployment.remember(name, env[variable])
         deployment.remember("Redis password", redis_password)
         stack.callback(stop_everything, deployment)
@@ -224,6 +229,13 @@ def exercise_messages(deployment: Deployment) -> None:
 
     wait_until(slow_reply_sent_with_custom_send, timeout=20)
 
+    # The AI chat rule: an answer from the sandbox's chat model, and its 401 (the key refused: logged as an ERROR).
+    for question in ("问 你好", "问 #401"):
+        message = text.replace("微博".encode(), question.encode())
+        assert post(app.url + "/weixin", with_fresh_ids(message), token, "safe", aes_key, APPID).status_code == 200
+    worker = next(process for process in deployment.processes if isinstance(process, SlowReplyWorker))
+    wait_until(lambda: "the key was refused" in worker.process.log_text(), timeout=20)
+
 
 def exercise_oauth(deployment: Deployment) -> None:
     """A follower signs in (code exchange, userinfo), then two hours later views the profile (refresh)."""
@@ -276,7 +288,10 @@ def test_no_secret_appears_in_any_log_of_any_process_at_debug(deployment: Deploy
     assert " DEBUG " in logs[deployment.directory / "token_service" / "token_service.log"]
     assert " DEBUG " in logs[deployment.directory / "worker" / "worker.log"]
     assert "signed in openid=" in logs[app_log] and "user access token refreshed" in logs[app_log]
-    expected = {"AppSecret", "WeChat Token", "EncodingAESKey", "SESSION_SECRET", "Redis password", "access_token",
+    worker_log = logs[deployment.directory / "worker" / "worker.log"]
+    assert "chat model gpt-4o-mini answered" in worker_log and "the key was refused" in worker_log
+    expected = {"AppSecret", "WeChat Token", "EncodingAESKey", "SESSION_SECRET", "AI_API_KEY", "Redis password",
+                "access_token",
                 "jsapi_ticket", "OAuth code", "OAuth access_token", "OAuth refresh_token"}
     assert expected <= set(deployment.secrets)
     leaks = []

@@ -23,6 +23,9 @@ class ConfigError(Exception):
     """A configuration value is missing or malformed; the message is one line for the operator."""
 
 
+DEFAULT_AI_SYSTEM_PROMPT = "你是微信公众号里的助手。请用简洁的中文回答，一般不超过 300 字。"
+
+
 @dataclass(frozen=True)
 class Settings:
     """The web process's settings; VARIABLES below says where each comes from and its default."""
@@ -57,6 +60,14 @@ class Settings:
     held_result_ttl: int = 600
     held_result_keyword: str = "结果"
     more_keyword: str = "更多"
+    # The AI chat handler (handlers/ai_chat.py): an OpenAI-compatible chat completions API (defaults: VARIABLES).
+    ai_base_url: str = "https://api.openai.com/v1"
+    ai_api_key: str = ""
+    ai_model: str = "gpt-4o-mini"
+    ai_system_prompt: str = DEFAULT_AI_SYSTEM_PROMPT
+    ai_max_tokens: int = 800
+    ai_timeout: float = 20.0
+    ai_history_turns: int = 5
     # Follower sessions (weixin/sessions.py): idle seconds before one is forgotten, its size cap in bytes.
     session_ttl: int = 1800
     session_max_bytes: int = 4096
@@ -203,6 +214,8 @@ def project_path(name: str, value: str) -> Path:
 
 
 HTTP = ("http", "https")
+# A background job is stopped after 120 s (slow_replies/jobs.py); one call to the chat model must end well before.
+MAX_AI_TIMEOUT_SECONDS = 60
 
 # Every variable of the web process, in the order they are checked; the rules that tie two variables
 # together follow in load_settings. README.md's configuration tables list the same variables (a test checks).
@@ -229,6 +242,16 @@ VARIABLES = (
         "(?s).{16,}", "must be at least 16 characters (or leave it unset to derive one)")),
     Variable("HEALTH_TOKEN", "health_token", pattern(
         "[A-Za-z0-9_-]{16,128}", "must be 16-128 letters, digits, '_' or '-' (e.g. from `openssl rand -hex 16`)")),
+    Variable("AI_BASE_URL", "ai_base_url", url(
+        HTTP, "must be an http(s) URL such as https://api.openai.com/v1"), "https://api.openai.com/v1"),
+    Variable("AI_API_KEY", "ai_api_key", plain_text),
+    Variable("AI_MODEL", "ai_model", pattern(
+        "[A-Za-z0-9._:/@+-]{1,128}", "must be a model name such as gpt-4o-mini (letters, digits, . _ : / @ + -)"),
+        "gpt-4o-mini"),
+    Variable("AI_SYSTEM_PROMPT", "ai_system_prompt", plain_text, DEFAULT_AI_SYSTEM_PROMPT),
+    Variable("AI_MAX_TOKENS", "ai_max_tokens", number(int, 1, what="a whole number of tokens"), "800"),
+    Variable("AI_TIMEOUT", "ai_timeout", number(float, 1, what="seconds"), "20"),  # at most 60: load_settings
+    Variable("AI_HISTORY_TURNS", "ai_history_turns", number(int, 0, what="a whole number of turns"), "5"),
     Variable("BOOKS_API_BASE", "books_api_base", url(
         HTTP, "must be an http(s) URL such as https://openlibrary.org"), "https://openlibrary.org"),
     Variable("REPLY_DEADLINE", "reply_deadline", number(float, 0.1), "3.5"),  # at most 3.9: load_settings
@@ -308,6 +331,9 @@ def load_settings(
             f"REPLY_DEADLINE must be 0.1 to 3.9 seconds (WeChat waits 5 s including the network; uWSGI's "
             f"harakiri must not cut it), got {settings.reply_deadline:g}"
         )
+    if not settings.ai_timeout <= MAX_AI_TIMEOUT_SECONDS:  # NaN fails too
+        raise ConfigError(f"AI_TIMEOUT must be 1 to {MAX_AI_TIMEOUT_SECONDS} seconds (a background job is stopped "
+                          f"after 120 s), got {settings.ai_timeout:g}")
     if settings.timestamp_window == 0 and not no_timestamp_window:
         raise ConfigError(
             "WECHAT_TIMESTAMP_WINDOW=0 turns the timestamp check off, so a captured request could be replayed "

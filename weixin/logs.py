@@ -3,8 +3,8 @@
 Secrets: every process's set-up (configure_logging for the app, configure_stream_logging for token_service,
 the slow-replies worker and the CLIs) puts one SecretRedactor on its handler. It masks the values of
 query parameters and JSON/dict fields named like a credential (access_token, secret, code, ticket, ...)
-and the configured secrets themselves (AppSecret, Token, EncodingAESKey, SESSION_SECRET, the Redis
-password) wherever they appear, in messages, tracebacks and stacks. urllib3, which logs every URL with
+and the configured secrets themselves (AppSecret, Token, EncodingAESKey, SESSION_SECRET, AI_API_KEY, the
+Redis password) wherever they appear, in messages, tracebacks and stacks. urllib3, which logs every URL with
 its query at DEBUG, is kept at INFO. The per-request line (request_lines) bypasses the filter: it is
 built from the router's own fields and never holds a credential.
 
@@ -38,7 +38,7 @@ MASK = "***"
 # `code` is the one-time OAuth code; `signature`s are replayable within the timestamp window.
 CREDENTIAL_NAMES = (
     "access_token", "refresh_token", "jsapi_ticket", "ticket", "appsecret", "secret", "code", "password",
-    "token", "msg_signature", "signature", "encoding_aes_key", "session_secret",
+    "token", "msg_signature", "signature", "encoding_aes_key", "session_secret", "api_key", "authorization",
 )
 _NAMES = "|".join(CREDENTIAL_NAMES)
 # name=value in a query string or form body (also URL-encoded once: name%3Dvalue); a longer name that
@@ -78,7 +78,7 @@ class RateLimit:
 def configured_secrets(settings: object) -> list[str]:
     """The secrets a settings object (config.Settings, token_service's TokenSettings) holds."""
     values = [str(getattr(settings, name, "") or "") for name in
-              ("token", "appsecret", "encoding_aes_key", "session_secret")]
+              ("token", "appsecret", "encoding_aes_key", "session_secret", "ai_api_key")]
     try:
         password = urlsplit(str(getattr(settings, "redis_url", "") or "")).password
     except ValueError:
@@ -264,5 +264,7 @@ def _install_root_handler(handler: logging.Handler, level: str, secrets: Iterabl
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level)
-    # urllib3 logs each request's full URL, query included, at DEBUG; WeChat's APIs take tokens there.
-    logging.getLogger("urllib3").setLevel(max(logging.INFO, root.level))
+    # urllib3 logs each request's full URL, query included, at DEBUG; WeChat's APIs take tokens there. The
+    # chat model's client (openai, on httpx2/httpcore2) logs each request's body at DEBUG: a follower's words.
+    for name in ("urllib3", "openai", "httpx2", "httpcore2"):
+        logging.getLogger(name).setLevel(max(logging.INFO, root.level))

@@ -11,7 +11,7 @@ import inspect
 import logging
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import quote
 
@@ -55,6 +55,10 @@ class HandlerContext:
     settings: Settings
     redis: redis.Redis
     sessions: SessionStore | None = None
+    # Clients a handler builds once per process and keeps here by name, not in a module global (the AI
+    # handler's HTTP client: handlers/ai_chat.py). The worker lets a handler module's
+    # `prepare_process(context)` fill it before it forks a process per job.
+    clients: dict[str, Any] = field(default_factory=dict, compare=False, repr=False)
 
 
 @dataclass(frozen=True)

@@ -169,10 +169,12 @@ UNIT_FILES = ("weixin.service", "weixin-token.service", "weixin-worker.service")
 # Which env files each unit reads, and the secrets that must never be in them.
 UNIT_ENV = {"weixin.service": "web", "weixin-token.service": "token", "weixin-worker.service": "worker"}
 FORBIDDEN = {
-    "web": {"WECHAT_APPSECRET"},  # only with the OAuth pages, added by the operator (or install.sh's migration)
-    "token": {"WECHAT_TOKEN", "WECHAT_ENCODING_AES_KEY"},
+    # AI_API_KEY: only the worker calls the chat model (handlers/ai_chat.py is a background rule).
+    "web": {"WECHAT_APPSECRET", "AI_API_KEY"},  # APPSECRET only with the OAuth pages, added by the operator
+    "token": {"WECHAT_TOKEN", "WECHAT_ENCODING_AES_KEY", "AI_API_KEY"},
     "worker": {"WECHAT_TOKEN", "WECHAT_ENCODING_AES_KEY", "WECHAT_APPSECRET"},
-    "common": {"WECHAT_TOKEN", "WECHAT_ENCODING_AES_KEY", "WECHAT_APPSECRET", "REDIS_URL", "SESSION_SECRET"},
+    "common": {"WECHAT_TOKEN", "WECHAT_ENCODING_AES_KEY", "WECHAT_APPSECRET", "REDIS_URL", "SESSION_SECRET",
+               "AI_API_KEY"},
 }
 SECURITY_LINE = re.compile(r"Overall exposure level for \S+: (\d+\.\d) (\w+)")
 

@@ -9,7 +9,7 @@ import pytest
 
 from token_service.settings import TOKEN_VARIABLES
 from weixin import dedupe
-from weixin.config import VARIABLES, ConfigError, Settings, load_settings
+from weixin.config import DEFAULT_AI_SYSTEM_PROMPT, VARIABLES, ConfigError, Settings, load_settings
 
 ROOT = Path(__file__).resolve().parents[2]
 NO_DOTENV = Path("/nonexistent/.env")
@@ -40,12 +40,19 @@ def test_every_default() -> None:
         "open_base": "https://open.weixin.qq.com",
         "session_secret": "",
         "health_token": "",
+        "ai_base_url": "https://api.openai.com/v1",
+        "ai_api_key": "",
+        "ai_model": "gpt-4o-mini",
+        "ai_system_prompt": DEFAULT_AI_SYSTEM_PROMPT,
+        "ai_max_tokens": 800,
+        "ai_timeout": 20.0,
+        "ai_history_turns": 5,
+        "session_ttl": 1800,
+        "session_max_bytes": 4096,
         "slow_reply_delivery": "auto",
         "held_result_ttl": 600,
         "held_result_keyword": "结果",
         "more_keyword": "更多",
-        "session_ttl": 1800,
-        "session_max_bytes": 4096,
     }
     assert type(loaded.timestamp_window) is int and type(loaded.max_body_bytes) is int
     assert type(loaded.reply_deadline) is float
@@ -132,6 +139,19 @@ def test_values_are_read_as_documented(tmp_path: Path) -> None:
         ),
         ({"MAX_BODY_BYTES": "1023"}, "MAX_BODY_BYTES must be at least 1024, got '1023'"),
         ({"LOG_LEVEL": ""}, "LOG_LEVEL must be DEBUG, INFO, WARNING or ERROR"),
+        ({"AI_BASE_URL": "localhost:11434"}, "AI_BASE_URL must be an http(s) URL such as https://api.openai.com/v1"),
+        (
+            {"AI_MODEL": "gpt 4"},
+            "AI_MODEL must be a model name such as gpt-4o-mini (letters, digits, . _ : / @ + -)",
+        ),
+        ({"AI_MAX_TOKENS": "lots"}, "AI_MAX_TOKENS must be a whole number of tokens, got 'lots'"),
+        ({"AI_MAX_TOKENS": "0"}, "AI_MAX_TOKENS must be at least 1, got '0'"),
+        ({"AI_TIMEOUT": "0.5"}, "AI_TIMEOUT must be at least 1, got '0.5'"),
+        (
+            {"AI_TIMEOUT": "61"},
+            "AI_TIMEOUT must be 1 to 60 seconds (a background job is stopped after 120 s), got 61",
+        ),
+        ({"AI_HISTORY_TURNS": "-1"}, "AI_HISTORY_TURNS must be at least 0, got '-1'"),
         ({"SESSION_TTL": "0"}, "SESSION_TTL must be at least 1, got '0'"),
         ({"SESSION_TTL": "1.5"}, "SESSION_TTL must be a whole number of seconds, got '1.5'"),
         ({"SESSION_MAX_BYTES": "100"}, "SESSION_MAX_BYTES must be at least 256, got '100'"),

@@ -189,6 +189,10 @@ class _Checker:
         if not callable(function):
             self.error(where, line, f"handler {value!r} is not callable")
             return None
+        if not background and getattr(function, "background_only", False):
+            # It can take longer than WeChat waits (a chat model): inline, uWSGI's harakiri would cut it.
+            self.error(where, line, f"handler {value!r} is slow: use it with background: true")
+            return None
         if background and handler_path(function) is None:
             self.error(where, line, f"background handler {value!r} must be a module-level function (the worker "
                                     "imports it by its own module and name)")
