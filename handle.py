@@ -219,8 +219,8 @@ def render_reply(match: Match | None, message: Message, app: App, record: Reques
     return xml
 
 
-def answer_once(message: Message, match: Match | None, fingerprint: RequestFingerprint | None, app: App,
-                record: RequestRecord) -> str | None:
+def answer_once(message: Message, match: Match | None, fingerprint: RequestFingerprint | None, timestamp: str,
+                app: App, record: RequestRecord) -> str | None:
     """Dedupe and render: the reply for this message, the same one for every retry of it.
 
     A reply from the rules file has no side effects, so it is rendered first and stored by the claim
@@ -228,11 +228,16 @@ def answer_once(message: Message, match: Match | None, fingerprint: RequestFinge
     the reply stored after (it runs once however many retries arrive)."""
     key = retry_key(app.settings.appid, message)
     runs_code = match is not None and match.reply is not None and match.reply.kind == "handler"
+    # Too fresh to be a retry: claimed in this server's memory, written to Redis behind (weixin/write_behind.py).
+    fresh = app.delivery_ages.is_fresh(message.text("CreateTime"), timestamp)
     if runs_code:
-        claim = app.retry_cache.claim(key, fingerprint)
+        claim = app.retry_cache.claim_fresh(key, fingerprint) if fresh else app.retry_cache.claim(key, fingerprint)
     else:
         xml = render_reply(match, message, app, record)
-        claim = app.retry_cache.claim_with_reply(key, xml, fingerprint)
+        if fresh:
+            claim = app.retry_cache.claim_fresh_with_reply(key, xml, fingerprint)
+        else:
+            claim = app.retry_cache.claim_with_reply(key, xml, fingerprint)
     record.dedupe = claim.label
     if claim.outcome is Outcome.REPLAYED:
         raise forbidden("signature already used for another message")
@@ -250,7 +255,7 @@ def answer_once(message: Message, match: Match | None, fingerprint: RequestFinge
     else:
         xml = render_reply(match, message, app, record)
     if claim.outcome is Outcome.FIRST:
-        app.retry_cache.store(claim.key, xml, local=claim.local)
+        app.retry_cache.store(claim.key, xml, local=claim.local, behind=claim.behind)
     return xml
 
 
@@ -291,7 +296,7 @@ def respond_to_message(environ: dict[str, Any], app: App) -> Response:
             app.settings.appid, query["signature"], query["timestamp"], query["nonce"], body,
             app.settings.timestamp_window,
         )
-        xml = answer_once(message, match, fingerprint, app, record)
+        xml = answer_once(message, match, fingerprint, query["timestamp"], app, record)
         return reply_response(xml, mode, query, app)
     except Rejected as error:
         drain_body(environ)

@@ -65,10 +65,11 @@ NO_RECYCLING = ("--max-requests", "0", "--max-requests-delta", "0", "--reload-on
 
 
 def text_message(number: int, content: str) -> str:
+    # CreateTime: now, as WeChat's first deliveries carry (the app claims a fresh one without waiting on Redis).
     return (
         f"<xml><ToUserName><![CDATA[{ACCOUNT}]]></ToUserName>"
         f"<FromUserName><![CDATA[oFollower{number % 1000:022d}]]></FromUserName>"
-        f"<CreateTime>{1700000000 + number}</CreateTime><MsgType><![CDATA[text]]></MsgType>"
+        f"<CreateTime>{int(time.time())}</CreateTime><MsgType><![CDATA[text]]></MsgType>"
         f"<Content><![CDATA[{content}]]></Content><MsgId>{7_000_000_000_000 + number}</MsgId></xml>"
     )
 
@@ -85,7 +86,7 @@ def click_event(number: int) -> str:
     return (
         f"<xml><ToUserName><![CDATA[{ACCOUNT}]]></ToUserName>"
         f"<FromUserName><![CDATA[oFollower{number:022d}]]></FromUserName>"
-        f"<CreateTime>{1700000000 + number}</CreateTime><MsgType><![CDATA[event]]></MsgType>"
+        f"<CreateTime>{int(time.time())}</CreateTime><MsgType><![CDATA[event]]></MsgType>"
         "<Event><![CDATA[CLICK]]></Event><EventKey><![CDATA[V1002_ABOUT]]></EventKey></xml>"
     )
 

@@ -6,6 +6,9 @@ for that reply. A reply from the rules file alone has no side effects: it is ren
 by the claim itself, one round trip to Redis, which also binds the request's signed triple to its body
 (replay check). If Redis is unreachable the message is answered anyway, with claims and fingerprints in
 the server's own memory (weixin/local_dedupe.py).
+
+A delivery only a moment old cannot be a retry: `claim_fresh` claims it in that memory instead and
+writes the claim behind, off the request path (weixin/write_behind.py explains why that is safe).
 """
 
 from __future__ import annotations
@@ -17,12 +20,14 @@ import os
 import socket
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
 import redis
 
 from weixin.local_dedupe import LocalClaims
+from weixin.write_behind import LOCAL_SECONDS, Entry, RedisWriteBehind
 
 log = logging.getLogger("dedupe")
 
@@ -119,10 +124,11 @@ class Claim:
     key: str
     reply: str | None = None  # for DONE: the stored reply XML, or None for "nothing to say"
     local: bool = False  # made in the local stand-in while Redis is down (weixin/local_dedupe.py)
+    behind: bool = False  # made in local memory and written to Redis behind (weixin/write_behind.py)
 
     @property
     def label(self) -> str:
-        return self.outcome.value + ("-local" if self.local else "")
+        return self.outcome.value + ("-local" if self.local else "") + ("-behind" if self.behind else "")
 
 
 class ScriptRunner:
@@ -200,6 +206,7 @@ class RetryCache:
         self.poll_seconds = poll_seconds
         self._down_until = 0.0
         self._claim_script = ScriptRunner(client, CLAIM_SCRIPT)
+        self.write_behind = RedisWriteBehind(client, CLAIM_SCRIPT, self._keep_locally)
         self._takeover_script = ScriptRunner(client, TAKEOVER_SCRIPT)
 
     def _redis_failed(self, error: Exception) -> None:
@@ -240,6 +247,58 @@ class RetryCache:
         except (redis.RedisError, OSError) as error:
             self._redis_failed(error)
             return self._claim_locally(key, value, ttl_ms, request)
+
+    def claim_fresh(self, key: str, request: RequestFingerprint | None = None) -> Claim:
+        """claim() for a delivery too fresh to have a predecessor (weixin/write_behind.py): in this server's
+        memory, written to Redis behind; store(..., behind=True) the reply after."""
+        return self._claim_fresh(key, pending_marker(), self.lease_ms / 1000, request,
+                                 lambda: self.claim(key, request))
+
+    def claim_fresh_with_reply(self, key: str, reply: str | None, request: RequestFingerprint | None = None) -> Claim:
+        """claim_with_reply() for a delivery too fresh to have a predecessor, the same way."""
+        return self._claim_fresh(key, _encode(reply), self.reply_ttl, request,
+                                 lambda: self.claim_with_reply(key, reply, request))
+
+    def _claim_fresh(self, key: str, value: bytes, ttl: float, request: RequestFingerprint | None,
+                     synchronously: Callable[[], Claim]) -> Claim:
+        """The local claim, queued for Redis; the synchronous claim when there is no local memory or it is
+        full (it cannot store the claim)."""
+        if self.fallback is None:
+            return synchronously()
+        if request is not None:
+            digest = request.body_digest.encode()
+            seen = self.fallback.claim(request.key, digest, LOCAL_SECONDS)
+            if seen == b"":
+                return synchronously()
+            if seen is not None and seen != digest:
+                return Claim(Outcome.REPLAYED, key, local=True)
+        existing = self.fallback.claim(key, value, LOCAL_SECONDS)
+        if existing == b"":
+            return synchronously()
+        if existing is not None:  # two deliveries of one fresh message at once on this server
+            if existing.startswith(PENDING):
+                return Claim(Outcome.IN_PROGRESS, key, local=True)
+            return Claim(Outcome.DONE, key, None if existing == NOTHING else existing.decode("utf-8"), local=True)
+        now = time.monotonic()
+        if request is None:
+            entry = Entry(key, value, now + ttl, claim=True)
+        else:
+            entry = Entry(key, value, now + ttl, claim=True, fingerprint_key=request.key,
+                          body_digest=request.body_digest, fingerprint_expires=now + request.ttl)
+        self.write_behind.put(entry)
+        return Claim(Outcome.FIRST, key, behind=True)
+
+    def _keep_locally(self, batch: list[Entry]) -> None:
+        """A batch Redis did not take: keep it in local memory for its whole lifetime, where the Redis-down
+        path looks, until a later flush gets it to Redis."""
+        if self.fallback is None:
+            return
+        now = time.monotonic()
+        for entry in batch:
+            if entry.fingerprint_key:
+                self.fallback.store(entry.fingerprint_key, entry.body_digest.encode(),
+                                    max(1, int(entry.fingerprint_expires - now)))
+            self.fallback.store(entry.key, entry.value, max(1, int(entry.expires - now)))
 
     def _claim_locally(self, key: str, value: bytes, ttl_ms: int, request: RequestFingerprint | None) -> Claim:
         """While Redis is down: the same claim and replay check in this server's shared memory
@@ -286,8 +345,12 @@ class RetryCache:
             time.sleep(self.poll_seconds)
             value = self.client.get(key)
 
-    def store(self, key: str, reply: str | None, local: bool = False) -> None:
+    def store(self, key: str, reply: str | None, local: bool = False, behind: bool = False) -> None:
         """Remember the reply (plaintext XML, before encryption) for the retries, where it was claimed."""
+        if behind and self.fallback is not None:
+            self.fallback.store(key, _encode(reply), LOCAL_SECONDS)
+            self.write_behind.put(Entry(key, _encode(reply), time.monotonic() + self.reply_ttl, claim=False))
+            return
         if local or not self._redis_usable():
             if self.fallback is not None:
                 self.fallback.store(key, _encode(reply), self.reply_ttl)
