@@ -233,6 +233,13 @@ class RetryCache:
     def _claim(self, key: str, request: RequestFingerprint | None, value: bytes, ttl_ms: int) -> Claim:
         if not self._redis_usable():
             return self._claim_locally(key, value, ttl_ms, request)
+        held_here = False
+        if self.fallback is not None:
+            # Another worker of this server may have claimed it fresh, its claim still queued for Redis:
+            # only this server's memory knows, so it is asked first (a few µs, no system call).
+            held_here, other = self._hold_here(key, value, request)
+            if other is not None:
+                return other
         try:
             if request is None:
                 keys, args = [key, ""], [value, ttl_ms, "", 0]
@@ -243,10 +250,49 @@ class RetryCache:
                 return Claim(Outcome.FIRST, key)
             if result == -1:
                 return Claim(Outcome.REPLAYED, key)
-            return self._await_first(key, result)
+            claim = self._await_first(key, result)
+            if held_here and claim.outcome is Outcome.DONE:  # for this server's workers waiting on our claim
+                self.fallback.store(key, _encode(claim.reply), LOCAL_SECONDS)
+            return claim
         except (redis.RedisError, OSError) as error:
             self._redis_failed(error)
+            if held_here:  # ours here already: make it last as long as a claim made while Redis is down
+                if request is not None:
+                    self.fallback.store(request.key, request.body_digest.encode(), request.ttl)
+                self.fallback.store(key, value, max(1, ttl_ms // 1000))
+                return Claim(Outcome.FIRST, key, local=True)
             return self._claim_locally(key, value, ttl_ms, request)
+
+    def _hold_here(self, key: str, value: bytes, request: RequestFingerprint | None) -> tuple[bool, Claim | None]:
+        """Take the claim in this server's memory: (True, None) when it is now ours; (False, None) when the
+        memory cannot hold it (Redis alone decides); (False, claim) with the outcome of another worker's
+        claim of the same message here (waited for like a claim found in Redis)."""
+        if request is not None:
+            digest = request.body_digest.encode()
+            seen = self.fallback.claim(request.key, digest, LOCAL_SECONDS)
+            if seen and seen != digest:
+                return False, Claim(Outcome.REPLAYED, key, local=True)
+        existing = self.fallback.claim(key, value, LOCAL_SECONDS)
+        deadline = time.monotonic() + self.wait_seconds
+        while True:
+            if existing is None:
+                return True, None
+            if existing == b"":
+                return False, None
+            if not existing.startswith(PENDING):
+                return False, Claim(Outcome.DONE, key, None if existing == NOTHING else existing.decode("utf-8"),
+                                    local=True)
+            if handler_is_dead(existing):
+                # The worker that claimed it here died (before or after its claim reached Redis): this
+                # delivery takes over here, and Redis, asked next, settles it with any other server.
+                self.fallback.store(key, value, LOCAL_SECONDS)
+                return True, None
+            if time.monotonic() >= deadline:
+                return False, Claim(Outcome.IN_PROGRESS, key, local=True)
+            time.sleep(self.poll_seconds)
+            existing = self.fallback.peek(key)
+            if existing is None:  # its local copy ran out (it reached Redis long ago): claim again
+                existing = self.fallback.claim(key, value, LOCAL_SECONDS)
 
     def claim_fresh(self, key: str, request: RequestFingerprint | None = None) -> Claim:
         """claim() for a delivery too fresh to have a predecessor (weixin/write_behind.py): in this server's
@@ -263,30 +309,23 @@ class RetryCache:
                      synchronously: Callable[[], Claim]) -> Claim:
         """The local claim, queued for Redis; the synchronous claim when there is no local memory or it is
         full (it cannot store the claim)."""
-        if self.fallback is None:
+        if self.fallback is None or not self._redis_usable():
             return synchronously()
-        if request is not None:
-            digest = request.body_digest.encode()
-            seen = self.fallback.claim(request.key, digest, LOCAL_SECONDS)
-            if seen == b"":
-                return synchronously()
-            if seen is not None and seen != digest:
-                return Claim(Outcome.REPLAYED, key, local=True)
-        existing = self.fallback.claim(key, value, LOCAL_SECONDS)
-        if existing == b"":
+        held_here, other = self._hold_here(key, value, request)
+        if other is not None:
+            return other
+        if not held_here:
             return synchronously()
-        if existing is not None:  # two deliveries of one fresh message at once on this server
-            if existing.startswith(PENDING):
-                return Claim(Outcome.IN_PROGRESS, key, local=True)
-            return Claim(Outcome.DONE, key, None if existing == NOTHING else existing.decode("utf-8"), local=True)
+        self.write_behind.put(self._entry(key, value, ttl, request, claim=True))
+        return Claim(Outcome.FIRST, key, behind=True)
+
+    @staticmethod
+    def _entry(key: str, value: bytes, ttl: float, request: RequestFingerprint | None, claim: bool) -> Entry:
         now = time.monotonic()
         if request is None:
-            entry = Entry(key, value, now + ttl, claim=True)
-        else:
-            entry = Entry(key, value, now + ttl, claim=True, fingerprint_key=request.key,
-                          body_digest=request.body_digest, fingerprint_expires=now + request.ttl)
-        self.write_behind.put(entry)
-        return Claim(Outcome.FIRST, key, behind=True)
+            return Entry(key, value, now + ttl, claim=claim)
+        return Entry(key, value, now + ttl, claim=claim, fingerprint_key=request.key,
+                     body_digest=request.body_digest, fingerprint_expires=now + request.ttl)
 
     def _keep_locally(self, batch: list[Entry]) -> None:
         """A batch Redis did not take: keep it in local memory for its whole lifetime, where the Redis-down
@@ -355,6 +394,8 @@ class RetryCache:
             if self.fallback is not None:
                 self.fallback.store(key, _encode(reply), self.reply_ttl)
             return
+        if self.fallback is not None:  # for this server's workers waiting on the claim here (_hold_here)
+            self.fallback.store(key, _encode(reply), LOCAL_SECONDS)
         try:
             self.client.set(key, _encode(reply), ex=self.reply_ttl)
         except redis.RedisError as error:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import socket
+
 import redis
 
 from tests.waiting import wait_until
@@ -87,3 +89,51 @@ def test_without_local_memory_a_fresh_claim_is_made_in_redis(redis_client: redis
     claim = cache.claim_fresh_with_reply("k", "<xml>reply</xml>")
     assert (claim.outcome, claim.behind) == (Outcome.FIRST, False)
     assert redis_client.get("k") == b"<xml>reply</xml>"
+
+
+def two_workers(redis_client: redis.Redis) -> tuple[RetryCache, RetryCache, list]:
+    """Two workers of one server (one shared memory); the first one's writes to Redis held back, as they are
+    for the few ms before its batch goes."""
+    shared = MemoryClaims()
+    first = RetryCache(redis_client, fallback=shared, wait_seconds=0.3, poll_seconds=0.01)
+    second = RetryCache(redis_client, fallback=shared, wait_seconds=0.3, poll_seconds=0.01)
+    queued: list = []
+    first.write_behind.put = queued.append
+    return first, second, queued
+
+
+def test_a_fresh_claim_not_yet_in_redis_is_seen_by_another_workers_synchronous_claim(
+    redis_client: redis.Redis,
+) -> None:
+    # The soak's "handled twice": worker A claimed a delivery fresh, worker B (no clock estimate yet, or
+    # judging it older) asked Redis before A's batch reached it and was told "first" too.
+    first, second, queued = two_workers(redis_client)
+    assert first.claim_fresh_with_reply("k", "<xml>a</xml>").outcome is Outcome.FIRST
+    duplicate = second.claim_with_reply("k", "<xml>b</xml>")
+    assert (duplicate.outcome, duplicate.reply) == (Outcome.DONE, "<xml>a</xml>")
+    assert redis_client.get("k") is None and len(queued) == 1  # decided in memory, nothing asked of Redis
+
+
+def test_a_duplicate_waits_for_the_reply_of_a_fresh_handler_running_on_another_worker(
+    redis_client: redis.Redis,
+) -> None:
+    first, second, _ = two_workers(redis_client)
+    assert first.claim_fresh("k").outcome is Outcome.FIRST
+    assert second.claim("k").outcome is Outcome.IN_PROGRESS  # still running after the wait
+    first.store("k", "<xml>done</xml>", behind=True)
+    later = second.claim("k")
+    assert (later.outcome, later.reply) == (Outcome.DONE, "<xml>done</xml>")
+
+
+def test_a_synchronous_claim_is_seen_by_another_workers_fresh_claim(redis_client: redis.Redis) -> None:
+    first, second, queued = two_workers(redis_client)
+    assert second.claim("k").outcome is Outcome.FIRST
+    assert first.claim_fresh("k").outcome is Outcome.IN_PROGRESS
+    second.store("k", "<xml>done</xml>")
+    assert first.claim_fresh("k").reply == "<xml>done</xml>" and queued == []
+
+
+def test_a_fresh_claim_of_a_dead_worker_is_taken_over(redis_client: redis.Redis) -> None:
+    first, second, _ = two_workers(redis_client)
+    first.fallback.store("k", PENDING + f":{socket.gethostname()}:999999999".encode(), 5)  # no such pid
+    assert second.claim("k").outcome is Outcome.FIRST
