@@ -206,7 +206,7 @@ class RetryCache:
         self.poll_seconds = poll_seconds
         self._down_until = 0.0
         self._claim_script = ScriptRunner(client, CLAIM_SCRIPT)
-        self.write_behind = RedisWriteBehind(client, CLAIM_SCRIPT, self._keep_locally)
+        self.write_behind = RedisWriteBehind(client, self._keep_locally)
         self._takeover_script = ScriptRunner(client, TAKEOVER_SCRIPT)
 
     def _redis_failed(self, error: Exception) -> None:

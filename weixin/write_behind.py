@@ -65,12 +65,42 @@ USABLE_AGE_SECONDS = 3600.0
 # here, a retry after it goes to Redis): short, so that uWSGI's cache holds the claims of a busy server
 # (uwsgi.xml sizes it). uWSGI counts whole seconds and the corrected age can start a little below 0.
 LOCAL_SECONDS = int(FRESH_SECONDS) + 2
-FLUSH_INTERVAL_SECONDS = 0.002  # a batch collects what arrives in this long
+FLUSH_INTERVAL_SECONDS = 0.01  # a batch collects what arrives in this long; a retry comes seconds later
 FLUSH_RETRY_SECONDS = 0.5  # after a failed flush (Redis down)
 MAX_QUEUED = 50_000  # while Redis is down; the oldest entries go first beyond it
 TEST_CLOCK_OFFSET_VARIABLE = "WECHAT_TEST_CLOCK_OFFSET"
 
 Clock = Callable[[], float]
+
+# A batch in one script call: per entry, KEYS = the message key and the replay fingerprint's key (the
+# message key again when there is none: a Redis ACL checks every key named); ARGV = kind ("c" a claim, as weixin/dedupe.py's CLAIM_SCRIPT makes it; "s" a stored reply), value,
+# TTL (ms), body digest ("" = no fingerprint), fingerprint TTL (s). Returns per entry what CLAIM_SCRIPT returns (1 claimed, -1
+# fingerprint of another body, else the value found; 0 when it vanished meanwhile), 1 for a stored reply.
+# One call rather than a command per entry: the worker's thread packs and parses one reply per batch.
+BATCH_SCRIPT = """
+local results = {}
+for i = 1, #KEYS / 2 do
+  local key, fingerprint = KEYS[2 * i - 1], KEYS[2 * i]
+  local at = (i - 1) * 5
+  local value, ttl = ARGV[at + 2], ARGV[at + 3]
+  local result = 1
+  if ARGV[at + 1] == 's' then
+    redis.call('SET', key, value, 'PX', ttl)
+  else
+    if ARGV[at + 4] ~= '' then
+      local seen = redis.call('GET', fingerprint)
+      if seen and seen ~= ARGV[at + 4] then result = -1 end
+      if not seen then redis.call('SET', fingerprint, ARGV[at + 4], 'EX', ARGV[at + 5]) end
+    end
+    if result == 1 and not redis.call('SET', key, value, 'NX', 'PX', ttl) then
+      result = redis.call('GET', key) or 0
+    end
+  end
+  results[i] = result
+end
+return results
+"""
+BATCH_ENTRIES = 500  # entries per script call: a long call would hold up Redis for every other client
 
 
 def clock_from_environment(environ: Mapping[str, str]) -> Clock:
@@ -143,10 +173,9 @@ class RedisWriteBehind:
     queues nothing; a thread does not survive a fork). Entries go in order, so a handler's reply always
     follows its pending marker."""
 
-    def __init__(self, client: redis.Redis, claim_script: str, on_failure: Callable[[list[Entry]], None]) -> None:
+    def __init__(self, client: redis.Redis, on_failure: Callable[[list[Entry]], None]) -> None:
         self.client = client
-        self.claim_script = claim_script
-        self.claim_sha = hashlib.sha1(claim_script.encode()).hexdigest()
+        self.batch_sha = hashlib.sha1(BATCH_SCRIPT.encode()).hexdigest()
         self.on_failure = on_failure  # copies a batch Redis could not take into local memory
         self._queue: collections.deque[Entry] = collections.deque()
         self._failed: list[Entry] = []  # a batch Redis did not take, first in the next one
@@ -216,27 +245,35 @@ class RedisWriteBehind:
     def _write(self, batch: list[Entry], now: float) -> None:
         if self._connection is None:
             self._connection = self.client.connection_pool.make_connection()
-        commands = [self._command(entry, now) for entry in batch]
-        results = self._send(commands)
-        if any(isinstance(result, redis.exceptions.NoScriptError) for result in results):
-            self._send([("SCRIPT", "LOAD", self.claim_script)])  # a restarted Redis forgot it
-            results = self._send(commands)
-        for entry, result in zip(batch, results, strict=True):
-            if isinstance(result, Exception):
-                raise result
-            if entry.claim and result == -1:
-                log.error("a replayed query string with another body was answered before Redis saw it (%s)",
-                          entry.fingerprint_key)
-            elif entry.claim and result != 1 and result != entry.value:
-                log.warning("%s was claimed elsewhere before this claim reached Redis: handled twice", entry.key)
+        chunks = [batch[start:start + BATCH_ENTRIES] for start in range(0, len(batch), BATCH_ENTRIES)]
+        commands = [self._command(chunk, now) for chunk in chunks]
+        replies = self._send(commands)
+        if any(isinstance(reply, redis.exceptions.NoScriptError) for reply in replies):
+            self._send([("SCRIPT", "LOAD", BATCH_SCRIPT)])  # a restarted Redis forgot it
+            replies = self._send(commands)
+        for chunk, reply in zip(chunks, replies, strict=True):
+            if isinstance(reply, Exception):
+                raise reply
+            for entry, result in zip(chunk, reply, strict=True):
+                if not entry.claim:
+                    continue
+                if result == -1:
+                    log.error("a replayed query string with another body was answered before Redis saw it (%s)",
+                              entry.fingerprint_key)
+                elif result != 1 and result != entry.value:
+                    log.warning("%s was claimed elsewhere before this claim reached Redis: handled twice", entry.key)
 
-    def _command(self, entry: Entry, now: float) -> tuple:
-        ttl_ms = max(1, int((entry.expires - now) * 1000))
-        if not entry.claim:
-            return ("SET", entry.key, entry.value, "PX", ttl_ms)
-        fingerprint_ttl = max(1, int(entry.fingerprint_expires - now))
-        return ("EVALSHA", self.claim_sha, 2, entry.key, entry.fingerprint_key, entry.value, ttl_ms,
-                entry.body_digest, fingerprint_ttl)
+    def _command(self, chunk: list[Entry], now: float) -> tuple:
+        keys: list[str] = []
+        args: list[str | bytes | int] = []
+        for entry in chunk:
+            ttl_ms = max(1, int((entry.expires - now) * 1000))
+            keys += [entry.key, entry.fingerprint_key or entry.key]
+            if entry.claim:
+                args += ["c", entry.value, ttl_ms, entry.body_digest, max(1, int(entry.fingerprint_expires - now))]
+            else:
+                args += ["s", entry.value, ttl_ms, "", 0]
+        return ("EVALSHA", self.batch_sha, len(keys), *keys, *args)
 
     def _send(self, commands: list[tuple]) -> list:
         connection = self._connection
