@@ -229,7 +229,7 @@ def answer_once(message: Message, match: Match | None, fingerprint: RequestFinge
     key = retry_key(app.settings.appid, message)
     runs_code = match is not None and match.reply is not None and match.reply.kind == "handler"
     # Too fresh to be a retry: claimed in this server's memory, written to Redis behind (weixin/write_behind.py).
-    fresh = app.delivery_ages.is_fresh(message.text("CreateTime"), timestamp)
+    fresh = app.settings.dedupe_write_behind and app.delivery_ages.is_fresh(message.text("CreateTime"), timestamp)
     if runs_code:
         claim = app.retry_cache.claim_fresh(key, fingerprint) if fresh else app.retry_cache.claim(key, fingerprint)
     else:

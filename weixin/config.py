@@ -38,6 +38,9 @@ class Settings:
     replies_file: Path
     timestamp_window: int
     max_body_bytes: int
+    # Claim a fresh delivery in the server's memory and write it to Redis behind (weixin/write_behind.py);
+    # off: every delivery waits on its Redis claim, as before.
+    dedupe_write_behind: bool
     # Seconds from a message's arrival to our answer. WeChat's 5 s include the network both ways: a reply
     # not ready by then becomes `success` now and a customer-service message later (slow_replies).
     # uwsgi.xml's harakiri (6) leaves the margin check_deadline_under_harakiri asks for.
@@ -225,6 +228,7 @@ VARIABLES = (
     Variable("WECHAT_TIMESTAMP_WINDOW", "timestamp_window", number(int, 0), "300"),
     Variable("WECHAT_INSECURE_NO_TIMESTAMP_WINDOW", "insecure_no_timestamp_window", boolean, "0"),
     Variable("MAX_BODY_BYTES", "max_body_bytes", number(int, 1024), "65536"),
+    Variable("DEDUPE_WRITE_BEHIND", "dedupe_write_behind", boolean, "1"),
     Variable("LOG_LEVEL", "log_level", choice(
         ("DEBUG", "INFO", "WARNING", "ERROR"), "must be DEBUG, INFO, WARNING or ERROR"), "INFO"),
 )
