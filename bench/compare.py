@@ -58,6 +58,8 @@ OURS_KEYWORD_ROW = "this project: keyword (plaintext)"
 OURS_UNIX_ROW = f"{OURS_KEYWORD_ROW}, Redis on a unix socket"
 OURS_SAFE_ROW = "this project: keyword (safe mode)"
 OURS_WARNING_ROW = f"{OURS_KEYWORD_ROW}, LOG_LEVEL=WARNING"
+# Before issue 16: every claim waits on its Redis round trip (DEDUPE_WRITE_BEHIND=0).
+OURS_SYNC_ROW = "this project: keyword, synchronous Redis claim (DEDUPE_WRITE_BEHIND=0)"
 # The same two apps under the minimal uWSGI command line a new user would type (MINIMAL_UWSGI_OPTIONS).
 OURS_MINIMAL_ROW = "this project: keyword, minimal uWSGI flags"
 WEROBOT_MINIMAL_ROW = "WeRoBot 1.13.1: keyword, minimal uWSGI flags"
@@ -428,6 +430,7 @@ def measure_peers(bench: Bench, directory: Path, redis: RedisServer, rounds: int
 
         ours = start("ours", None, app_env(redis))
         ours_unix = start("ours-unix", None, app_env(redis, unix=True))
+        ours_sync = start("ours-sync", None, {**app_env(redis), "DEDUPE_WRITE_BEHIND": "0"})
         ours_minimal = start("ours-minimal", None, app_env(redis), minimal=True)
         werobot_minimal = start("werobot-minimal", ROOT / "bench/werobot_app.py", app_env(redis), minimal=True)
         warning = start("ours-warning", None, app_env(redis, "WARNING"))
@@ -454,6 +457,7 @@ def measure_peers(bench: Bench, directory: Path, redis: RedisServer, rounds: int
             Case(WEROBOT_ROW, werobot, bench.keyword_pool),
             Case(CEILING_ROW, bare, bench.keyword_pool, "<xml>"),
             Case(NO_REDIS_ROW, no_redis, bench.keyword_pool),
+            Case(OURS_SYNC_ROW, ours_sync, bench.keyword_pool),
             Case(OURS_MINIMAL_ROW, ours_minimal, bench.keyword_pool),
             Case(WEROBOT_MINIMAL_ROW, werobot_minimal, bench.keyword_pool),
         ]

@@ -16,11 +16,12 @@ def section(results: list[compare.Result], connections: int) -> str:
     named = compare.by_name(results)
     ours = named[compare.OURS_KEYWORD_ROW]
     unix = named[compare.OURS_UNIX_ROW]
+    sync = named[compare.OURS_SYNC_ROW]
     no_redis = named[compare.NO_REDIS_ROW]
     werobot = named[compare.WEROBOT_ROW]
     bare = named[compare.CEILING_ROW]
     safe = named[compare.OURS_SAFE_ROW]
-    rows = [ours, unix, safe, no_redis, werobot, bare]
+    rows = [sync, ours, unix, safe, no_redis, werobot, bare]
     widths = (max(len(result.name) for result in rows), 7, 9, *(8,) * len(compare.CPU_COLUMNS))
     header = ("case", "req/s", "× WeRoBot", *(f"{column} µs" for column in compare.CPU_COLUMNS))
     lines = [compare.table_row(header, widths), "|" + "|".join("-" * (width + 2) for width in widths) + "|"]
@@ -52,6 +53,10 @@ def section(results: list[compare.Result], connections: int) -> str:
         "retry waits on Redis. What is left of the Redis work in our worker, against the same server with "
         f"Redis unreachable: {claim_in_worker:+.0f} µs per request; Redis itself {ours.cpu_us['Redis']:.0f} µs "
         "(pipelined batches, no longer one round trip per message).",
+        f"- Before and after, in the same rounds: with every claim waiting on Redis (the first row, "
+        f"DEDUPE_WRITE_BEHIND=0) our worker takes {worker(sync):.0f} µs per request and Redis "
+        f"{sync.cpu_us['Redis']:.0f} µs; with the write-behind {worker(ours):.0f} µs and {ours.cpu_us['Redis']:.0f} µs "
+        f"({compare.ratio(ours, sync):.2f} × the synchronous rate).",
         f"- Our worker takes {worker(ours):.0f} µs per request, WeRoBot's {worker(werobot):.0f} µs; the bare "
         f"function's worker (uWSGI's own share) {worker(bare):.0f} µs.",
         f"- Safe mode costs our worker {worker(safe) - worker(ours):+.0f} µs per request against plaintext, and "

@@ -76,9 +76,17 @@ FAIRNESS = """\
   suite that ran the apps one after another), as the hypervisor's share of the CPU (steal) moves. A ratio
   is therefore taken between figures measured seconds apart, then the median over the rounds.
 - This project runs with everything on: signature check, timestamp window (300 s), replay check of the
-  signed query string, and Redis dedupe (one Lua round trip per message, Redis on a unix socket);
-  the keyword reply is the shipped 微博 news card. WeRoBot 1.13.1 (bench/werobot_app.py) answers the same
-  card and checks only the signature: no timestamp window, no replay check, no dedupe, no session.
+  signed query string bound to the body, and dedupe of WeChat's retries in Redis (at its default TCP
+  address unless a row says unix socket): a fresh delivery is claimed in uWSGI's shared cache and its
+  claim and reply written to Redis behind, in batches (weixin/write_behind.py); one row turns that off
+  (DEDUPE_WRITE_BEHIND=0: every claim a synchronous Lua round trip, as before issue 16). The keyword reply
+  is the shipped 微博 news card, and the request log is on (INFO). WeRoBot 1.13.1 (bench/werobot_app.py)
+  answers the same card and checks only the signature: no timestamp window, no replay check, no dedupe of
+  retries, no request log.
+- The messages are stamped (CreateTime and the signed timestamp) when a case's pool is made, just before
+  its round, as WeChat's first deliveries arrive within a second of being made: most are claimed locally.
+  A pool used longer than a few seconds would turn into "retries" and take the synchronous path.
+- Every app runs under the same uWSGI config; the minimal-flags pair runs both apps without it.
 - Log level: our rows run at LOG_LEVEL=INFO, the production default (one line per request, written in
   batches by weixin/logs.py to uWSGI's log); the keyword case is also shown at WARNING (no per-request line).
   WeRoBot writes no per-request line. uWSGI's own request log is off for all (uwsgi.xml).
