@@ -219,8 +219,8 @@ def render_reply(match: Match | None, message: Message, app: App, record: Reques
     return xml
 
 
-def answer_once(message: Message, match: Match | None, fingerprint: RequestFingerprint | None, app: App,
-                record: RequestRecord) -> str | None:
+def answer_once(message: Message, match: Match | None, fingerprint: RequestFingerprint | None, timestamp: str,
+                app: App, record: RequestRecord) -> str | None:
     """Dedupe and render: the reply for this message, the same one for every retry of it.
 
     A reply from the rules file has no side effects, so it is rendered first and stored by the claim
@@ -232,11 +232,16 @@ def answer_once(message: Message, match: Match | None, fingerprint: RequestFinge
     runs_code = kept is None and match is not None and match.reply is not None and match.reply.kind == "handler"
     # Hold mode: every delivery of a slow reply waits for it, the first and WeChat's retries alike.
     holding = runs_code and match.reply.background and app.background.holds()
+    # Too fresh to be a retry: claimed in this server's memory, written to Redis behind (weixin/write_behind.py).
+    fresh = app.settings.dedupe_write_behind and app.delivery_ages.is_fresh(message.text("CreateTime"), timestamp)
     if runs_code:
-        claim = app.retry_cache.claim(key, fingerprint)
+        claim = app.retry_cache.claim_fresh(key, fingerprint) if fresh else app.retry_cache.claim(key, fingerprint)
     else:
         xml = kept if kept is not None else render_reply(match, message, app, record)
-        claim = app.retry_cache.claim_with_reply(key, xml, fingerprint)
+        if fresh:
+            claim = app.retry_cache.claim_fresh_with_reply(key, xml, fingerprint)
+        else:
+            claim = app.retry_cache.claim_with_reply(key, xml, fingerprint)
     record.dedupe = claim.label
     if claim.outcome is Outcome.REPLAYED:
         raise forbidden("signature already used for another message")
@@ -253,7 +258,7 @@ def answer_once(message: Message, match: Match | None, fingerprint: RequestFinge
     if holding:  # the job runs once (its hand-off record); only an answer is stored: `success` ends the retries
         xml = answer_through_retries(match.reply, message, key, app.background, record)
         if xml is not None:
-            app.retry_cache.store(claim.key, xml, local=claim.local)
+            app.retry_cache.store(claim.key, xml, local=claim.local, behind=claim.behind)
         return xml
     if match.reply.background:  # runs in the worker: its reply if ready by the deadline, else `success` now
         deadline = record.started + app.settings.reply_deadline
@@ -261,7 +266,7 @@ def answer_once(message: Message, match: Match | None, fingerprint: RequestFinge
     else:
         xml = render_reply(match, message, app, record)
     if claim.outcome is Outcome.FIRST:
-        app.retry_cache.store(claim.key, xml, local=claim.local)
+        app.retry_cache.store(claim.key, xml, local=claim.local, behind=claim.behind)
     return xml
 
 
@@ -302,7 +307,7 @@ def respond_to_message(environ: dict[str, Any], app: App) -> Response:
             app.settings.appid, query["signature"], query["timestamp"], query["nonce"], body,
             app.settings.timestamp_window,
         )
-        xml = answer_once(message, match, fingerprint, app, record)
+        xml = answer_once(message, match, fingerprint, query["timestamp"], app, record)
         return reply_response(xml, mode, query, app)
     except Rejected as error:
         drain_body(environ)

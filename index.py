@@ -3,6 +3,7 @@ WSGI callable that uWSGI loads."""
 
 from __future__ import annotations
 
+import os
 import sys
 from collections.abc import Callable
 
@@ -17,6 +18,7 @@ from weixin.app import App  # noqa: E402
 from weixin.config import ConfigError, check_deadline_under_harakiri, load_settings  # noqa: E402
 from weixin.logs import configure_logging, configured_secrets  # noqa: E402
 from weixin.rules import RulesError  # noqa: E402
+from weixin.write_behind import clock_from_environment  # noqa: E402
 
 urls = (
     "/weixin", "handle.Handle",
@@ -69,7 +71,7 @@ def build_app() -> App:
         raise SystemExit(2) from None
     configure_logging(settings.log_level, configured_secrets(settings))
     try:
-        app = App.build(settings)
+        app = App.build(settings, clock=clock_from_environment(os.environ))
     except RulesError as error:
         sys.stderr.write(f"replies file error:\n{error}\n")
         raise SystemExit(2) from None

@@ -30,13 +30,17 @@ if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
 import cpu_time  # noqa: E402
+import open_loop  # noqa: E402
 
 from devstack.processes import (  # noqa: E402
+    ManagedProcess,
     NginxServer,
     RedisServer,
     UwsgiServer,
     find_program,
     free_port,
+    wait_for_unix,
+    wait_for_uwsgi_workers,
 )
 from utils import make_signature  # noqa: E402
 from weixin.crypto import aes_key_from_encoding_key, encrypt_message  # noqa: E402
@@ -51,8 +55,14 @@ NEWS_MARKER = "<MsgType><![CDATA[news]]></MsgType>"
 WEROBOT_ROW = "WeRoBot 1.13.1: keyword"
 CEILING_ROW = "bare WSGI (ceiling)"
 OURS_KEYWORD_ROW = "this project: keyword (plaintext)"
+OURS_UNIX_ROW = f"{OURS_KEYWORD_ROW}, Redis on a unix socket"
 OURS_SAFE_ROW = "this project: keyword (safe mode)"
 OURS_WARNING_ROW = f"{OURS_KEYWORD_ROW}, LOG_LEVEL=WARNING"
+# Before issue 16: every claim waits on its Redis round trip (DEDUPE_WRITE_BEHIND=0).
+OURS_SYNC_ROW = "this project: keyword, synchronous Redis claim (DEDUPE_WRITE_BEHIND=0)"
+# The same two apps under the minimal uWSGI command line a new user would type (MINIMAL_UWSGI_OPTIONS).
+OURS_MINIMAL_ROW = "this project: keyword, minimal uWSGI flags"
+WEROBOT_MINIMAL_ROW = "WeRoBot 1.13.1: keyword, minimal uWSGI flags"
 # Not a mode we ship (the issues require Redis): shows what the Redis round trip costs.
 NO_REDIS_ROW = "this project: keyword, Redis unreachable (dedupe in uWSGI's cache only)"
 CPU_COLUMNS = ("uWSGI", "nginx", "Redis", "wrk")
@@ -65,10 +75,11 @@ NO_RECYCLING = ("--max-requests", "0", "--max-requests-delta", "0", "--reload-on
 
 
 def text_message(number: int, content: str) -> str:
+    # CreateTime: now, as WeChat's first deliveries carry (the app claims a fresh one without waiting on Redis).
     return (
         f"<xml><ToUserName><![CDATA[{ACCOUNT}]]></ToUserName>"
         f"<FromUserName><![CDATA[oFollower{number % 1000:022d}]]></FromUserName>"
-        f"<CreateTime>{1700000000 + number}</CreateTime><MsgType><![CDATA[text]]></MsgType>"
+        f"<CreateTime>{int(time.time())}</CreateTime><MsgType><![CDATA[text]]></MsgType>"
         f"<Content><![CDATA[{content}]]></Content><MsgId>{7_000_000_000_000 + number}</MsgId></xml>"
     )
 
@@ -85,7 +96,7 @@ def click_event(number: int) -> str:
     return (
         f"<xml><ToUserName><![CDATA[{ACCOUNT}]]></ToUserName>"
         f"<FromUserName><![CDATA[oFollower{number:022d}]]></FromUserName>"
-        f"<CreateTime>{1700000000 + number}</CreateTime><MsgType><![CDATA[event]]></MsgType>"
+        f"<CreateTime>{int(time.time())}</CreateTime><MsgType><![CDATA[event]]></MsgType>"
         "<Event><![CDATA[CLICK]]></Event><EventKey><![CDATA[V1002_ABOUT]]></EventKey></xml>"
     )
 
@@ -240,7 +251,7 @@ def to_result(name: str, raw: dict[str, int], pool_size: int = 0) -> Result:
 @dataclass
 class Served:
     url: str
-    uwsgi: UwsgiServer
+    uwsgi: UwsgiServer | MinimalUwsgi
     nginx: NginxServer
 
     def process_groups(self, redis: RedisServer) -> dict[str, list[int]]:
@@ -264,15 +275,51 @@ class Case:
     distinct: bool = True
 
 
+# What a user trying the apps without our uwsgi.xml types: no cache, no threads option, no tuning.
+MINIMAL_UWSGI_OPTIONS = ("--master", "--processes", "1", "--chmod-socket=666", *NO_RECYCLING)
+
+
+@dataclass
+class MinimalUwsgi:
+    """uWSGI with the minimal command line instead of the shipped uwsgi.xml (the same shape as UwsgiServer)."""
+
+    directory: Path
+    env: dict[str, str]
+    wsgi_file: Path
+    process: ManagedProcess | None = None
+
+    @property
+    def socket_path(self) -> Path:
+        return self.directory / "uwsgi.sock"
+
+    def start(self) -> MinimalUwsgi:
+        self.directory.mkdir(parents=True, exist_ok=True)
+        argv = [find_program("uwsgi"), "--socket", str(self.socket_path), "--chdir", str(ROOT),
+                "--wsgi-file", str(self.wsgi_file), *MINIMAL_UWSGI_OPTIONS]
+        self.process = ManagedProcess("uwsgi", argv, self.directory / "uwsgi.log", env={**os.environ, **self.env})
+        self.process.start()
+        wait_for_unix(self.socket_path)
+        wait_for_uwsgi_workers(self.process)
+        return self
+
+    def stop(self) -> None:
+        if self.process:
+            self.process.stop(timeout=15)
+
+
 @contextlib.contextmanager
 def serving(
     directory: Path, wsgi_file: Path | None, env: dict[str, str], workers: int = 1,
-    extra_options: Sequence[str] = NO_RECYCLING,
+    extra_options: Sequence[str] = NO_RECYCLING, minimal: bool = False,
 ) -> Iterator[Served]:
-    """nginx + uWSGI with the shipped configs serving `wsgi_file` (None: this project's index.py)."""
-    uwsgi = UwsgiServer(
-        directory / "uwsgi", env, workers=workers, wsgi_file=wsgi_file, extra_options=tuple(extra_options)
-    ).start()
+    """nginx + uWSGI with the shipped configs serving `wsgi_file` (None: this project's index.py); with
+    `minimal`, uWSGI from MINIMAL_UWSGI_OPTIONS instead of uwsgi.xml (nginx stays the shipped site)."""
+    if minimal:
+        uwsgi = MinimalUwsgi(directory / "uwsgi", env, wsgi_file or ROOT / "index.py").start()
+    else:
+        uwsgi = UwsgiServer(
+            directory / "uwsgi", env, workers=workers, wsgi_file=wsgi_file, extra_options=tuple(extra_options)
+        ).start()
     try:
         nginx = NginxServer(directory / "nginx", uwsgi.socket_path).start()
         try:
@@ -291,10 +338,13 @@ def expect_reply(base_url: str, request: tuple[str, str], marker: str) -> None:
         raise RuntimeError(f"unexpected reply ({response.status_code}): {response.text[:300]}")
 
 
-def app_env(redis: RedisServer, log_level: str = "INFO", replies_file: Path | None = None) -> dict[str, str]:
+def app_env(
+    redis: RedisServer, log_level: str = "INFO", replies_file: Path | None = None, unix: bool = False
+) -> dict[str, str]:
+    """Redis at its default address over TCP (a new user's REDIS_URL) unless `unix`."""
     env = {
         "WECHAT_TOKEN": TOKEN, "WECHAT_APPID": APPID, "WECHAT_ENCODING_AES_KEY": AES_KEY,
-        "REDIS_URL": redis.unix_url, "LOG_LEVEL": log_level, "DOTENV_FILE": "/dev/null",
+        "REDIS_URL": redis.unix_url if unix else redis.url, "LOG_LEVEL": log_level, "DOTENV_FILE": "/dev/null",
     }
     if replies_file is not None:
         env["REPLIES_FILE"] = str(replies_file)
@@ -359,18 +409,30 @@ class Bench:
             run_wrk(url, self.keyword_pool(2_000), self.warm_up_seconds, self.connections)
 
 
-def measure_peers(bench: Bench, directory: Path, redis: RedisServer, rounds: int) -> list[Result]:
-    """The main table: ours (every case, INFO as in production), ours at WARNING, WeRoBot, the ceiling, and
-    ours without Redis (for the CPU table only), all running side by side, measured in rounds."""
+@dataclass
+class PeerResults:
+    closed: list[Result]  # wrk, closed loop: the main table
+    open: list[open_loop.OpenLoopResult]  # a constant rate of half WeRoBot's saturated rate
+
+
+
+def measure_peers(bench: Bench, directory: Path, redis: RedisServer, rounds: int) -> PeerResults:
+    """The main table: ours (every case, INFO as in production), ours at WARNING, WeRoBot, the ceiling, ours
+    without Redis (for the CPU table only) and both apps under minimal uWSGI flags, all running side by
+    side, measured in rounds; then latency at a constant rate of half WeRoBot's, in rounds too."""
     unreachable = f"redis://127.0.0.1:{free_port()}/0"
     with contextlib.ExitStack() as stack:
 
-        def start(name: str, wsgi_file: Path | None, env: dict[str, str]) -> Served:
-            served = stack.enter_context(serving(directory / name, wsgi_file, env))
+        def start(name: str, wsgi_file: Path | None, env: dict[str, str], minimal: bool = False) -> Served:
+            served = stack.enter_context(serving(directory / name, wsgi_file, env, minimal=minimal))
             bench.warm_up(served.url)
             return served
 
         ours = start("ours", None, app_env(redis))
+        ours_unix = start("ours-unix", None, app_env(redis, unix=True))
+        ours_sync = start("ours-sync", None, {**app_env(redis), "DEDUPE_WRITE_BEHIND": "0"})
+        ours_minimal = start("ours-minimal", None, app_env(redis), minimal=True)
+        werobot_minimal = start("werobot-minimal", ROOT / "bench/werobot_app.py", app_env(redis), minimal=True)
         warning = start("ours-warning", None, app_env(redis, "WARNING"))
         no_redis = start("ours-no-redis", None, {**app_env(redis), "REDIS_URL": unreachable})
         werobot = start("werobot", ROOT / "bench/werobot_app.py", app_env(redis))
@@ -382,6 +444,7 @@ def measure_peers(bench: Bench, directory: Path, redis: RedisServer, rounds: int
 
         cases = [
             Case(OURS_KEYWORD_ROW, ours, bench.keyword_pool),
+            Case(OURS_UNIX_ROW, ours_unix, bench.keyword_pool),
             Case(OURS_WARNING_ROW, warning, bench.keyword_pool),
             Case("this project: default reply (echo)", ours,
                  lambda: plain_pool(bench.pool_size, default_message, bench.numbers()), "随便说点什么"),
@@ -394,8 +457,21 @@ def measure_peers(bench: Bench, directory: Path, redis: RedisServer, rounds: int
             Case(WEROBOT_ROW, werobot, bench.keyword_pool),
             Case(CEILING_ROW, bare, bench.keyword_pool, "<xml>"),
             Case(NO_REDIS_ROW, no_redis, bench.keyword_pool),
+            Case(OURS_SYNC_ROW, ours_sync, bench.keyword_pool),
+            Case(OURS_MINIMAL_ROW, ours_minimal, bench.keyword_pool),
+            Case(WEROBOT_MINIMAL_ROW, werobot_minimal, bench.keyword_pool),
         ]
-        return bench.measure_rounds(cases, rounds, redis)
+        closed = bench.measure_rounds(cases, rounds, redis)
+        rate = by_name(closed)[WEROBOT_ROW].requests_per_second / 2
+        constant = [(OURS_KEYWORD_ROW, ours), (OURS_UNIX_ROW, ours_unix), (WEROBOT_ROW, werobot)]
+        collected: dict[str, list[open_loop.OpenLoopResult]] = {name: [] for name, _ in constant}
+        for _ in range(rounds):
+            for name, served in constant:
+                pool = bench.keyword_pool(max(100, int(rate * bench.seconds)))
+                result = open_loop.run_open_loop(name, served.url, pool, rate)
+                print(f"  {name} at {rate:.0f}/s: p99 {result.p99_ms:.2f} ms", file=sys.stderr, flush=True)
+                collected[name].append(result)
+        return PeerResults(closed, [open_loop.combine(name, collected[name]) for name, _ in constant])
 
 
 def format_table(results: list[Result], peers: Sequence[tuple[str, Result]]) -> str:
@@ -416,8 +492,20 @@ def format_table(results: list[Result], peers: Sequence[tuple[str, Result]]) -> 
 def main_table(results: list[Result]) -> str:
     """The shipped cases, WeRoBot and the ceiling, with their ratios to WeRoBot and to the ceiling."""
     named = by_name(results)
-    shown = [result for result in results if result.name != NO_REDIS_ROW]
+    shown = [result for result in results if result.name not in (NO_REDIS_ROW, OURS_MINIMAL_ROW, WEROBOT_MINIMAL_ROW)]
     return format_table(shown, [("× WeRoBot", named[WEROBOT_ROW]), ("× ceiling", named[CEILING_ROW])])
+
+
+def open_loop_table(results: list[open_loop.OpenLoopResult]) -> str:
+    widths = (max(44, *(len(result.name) for result in results)), 8, 7, 7, 7, 7, 6, 10)
+    header = ("case", "offered/s", "sent", "p50 ms", "p99 ms", "max ms", "errors", "late sends")
+    lines = [table_row(header, widths), "|" + "|".join("-" * (width + 2) for width in widths) + "|"]
+    for result in results:
+        lines.append(table_row((
+            result.name, f"{result.rate:.0f}", str(result.sent), f"{result.p50_ms:.2f}", f"{result.p99_ms:.2f}",
+            f"{result.max_ms:.1f}", str(result.errors), str(result.late_sends),
+        ), widths))
+    return "\n".join(lines)
 
 
 def table_row(cells: Sequence[str], widths: Sequence[int]) -> str:
@@ -443,7 +531,8 @@ def main() -> int:
             results = measure_peers(bench, directory, redis, args.rounds)
         finally:
             redis.stop()
-    print(main_table(results))
+    print(main_table(results.closed))
+    print(open_loop_table(results.open))
     return 0
 
 

@@ -18,6 +18,7 @@ and CLI (token_service/__main__.py), the worker (slow_replies/perform.py's Worke
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass, field
 
 import redis
@@ -33,6 +34,7 @@ from weixin.oauth import routes as oauth_routes
 from weixin.render import HandlerContext
 from weixin.rules import RELOAD_WAIT_SECONDS, LiveRules
 from weixin.sessions import SessionStore
+from weixin.write_behind import Clock, DeliveryAges
 
 PLAINTEXT_WARNING_SECONDS = 60.0  # a console left in plaintext mode would otherwise log on every push
 
@@ -50,13 +52,16 @@ class App:
     health_redis: redis.Redis
     oauth: oauth_routes.Runtime
     handler_context: HandlerContext
+    # Which deliveries are fresh enough to claim locally and write behind (weixin/write_behind.py).
+    delivery_ages: DeliveryAges = field(default_factory=DeliveryAges)
     plaintext_warning: RateLimit = field(default_factory=lambda: RateLimit(PLAINTEXT_WARNING_SECONDS))
 
     @classmethod
-    def build(cls, settings: Settings, background_reload: bool = True) -> App:
+    def build(cls, settings: Settings, background_reload: bool = True, clock: Clock = time.time) -> App:
         """Load the rules (an invalid replies file raises RulesError: it stops start-up) and make the clients
         (none connects yet). `background_reload`: reload the rules in a thread (the server) rather than in
-        the request that notices a change (tests, scripts)."""
+        the request that notices a change (tests, scripts). `clock`: the dedupe's view of the time (tests
+        shift it)."""
         client = redis_clients.request_path(settings.redis_url)
         return cls(
             settings=settings,
@@ -69,6 +74,7 @@ class App:
             oauth=oauth_routes.build_runtime(settings, client),
             handler_context=HandlerContext(settings, redis_clients.cache(settings.redis_url),
                                            SessionStore(client, settings.session_ttl, settings.session_max_bytes)),
+            delivery_ages=DeliveryAges(clock),
         )
 
     def after_fork(self) -> None:

@@ -41,6 +41,9 @@ class Settings:
     replies_file: Path
     timestamp_window: int
     max_body_bytes: int
+    # Claim a fresh delivery in the server's memory and write it to Redis behind (weixin/write_behind.py);
+    # off: every delivery waits on its Redis claim, as before.
+    dedupe_write_behind: bool
     # Seconds from a message's arrival to our answer. WeChat's 5 s include the network both ways: a reply
     # not ready by then becomes `success` now and a customer-service message later (slow_replies).
     # uwsgi.xml's harakiri (6) leaves the margin check_deadline_under_harakiri asks for.
@@ -267,6 +270,7 @@ VARIABLES = (
     Variable("MORE_KEYWORD", "more_keyword", pattern(r"\S{1,16}", "must be 1-16 characters without spaces"), "更多"),
     Variable("SESSION_TTL", "session_ttl", number(int, 1, what="a whole number of seconds"), "1800"),
     Variable("SESSION_MAX_BYTES", "session_max_bytes", number(int, 256, what="a whole number of bytes"), "4096"),
+    Variable("DEDUPE_WRITE_BEHIND", "dedupe_write_behind", boolean, "1"),
     Variable("LOG_LEVEL", "log_level", choice(
         ("DEBUG", "INFO", "WARNING", "ERROR"), "must be DEBUG, INFO, WARNING or ERROR"), "INFO"),
 )

@@ -6,6 +6,9 @@ for that reply. A reply from the rules file alone has no side effects: it is ren
 by the claim itself, one round trip to Redis, which also binds the request's signed triple to its body
 (replay check). If Redis is unreachable the message is answered anyway, with claims and fingerprints in
 the server's own memory (weixin/local_dedupe.py).
+
+A delivery only a moment old cannot be a retry: `claim_fresh` claims it in that memory instead and
+writes the claim behind, off the request path (weixin/write_behind.py explains why that is safe).
 """
 
 from __future__ import annotations
@@ -17,12 +20,14 @@ import os
 import socket
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
 import redis
 
 from weixin.local_dedupe import LocalClaims
+from weixin.write_behind import LOCAL_SECONDS, Entry, RedisWriteBehind
 
 log = logging.getLogger("dedupe")
 
@@ -119,10 +124,11 @@ class Claim:
     key: str
     reply: str | None = None  # for DONE: the stored reply XML, or None for "nothing to say"
     local: bool = False  # made in the local stand-in while Redis is down (weixin/local_dedupe.py)
+    behind: bool = False  # made in local memory and written to Redis behind (weixin/write_behind.py)
 
     @property
     def label(self) -> str:
-        return self.outcome.value + ("-local" if self.local else "")
+        return self.outcome.value + ("-local" if self.local else "") + ("-behind" if self.behind else "")
 
 
 class ScriptRunner:
@@ -200,6 +206,7 @@ class RetryCache:
         self.poll_seconds = poll_seconds
         self._down_until = 0.0
         self._claim_script = ScriptRunner(client, CLAIM_SCRIPT)
+        self.write_behind = RedisWriteBehind(client, self._keep_locally)
         self._takeover_script = ScriptRunner(client, TAKEOVER_SCRIPT)
 
     def _redis_failed(self, error: Exception) -> None:
@@ -226,6 +233,13 @@ class RetryCache:
     def _claim(self, key: str, request: RequestFingerprint | None, value: bytes, ttl_ms: int) -> Claim:
         if not self._redis_usable():
             return self._claim_locally(key, value, ttl_ms, request)
+        held_here = False
+        if self.fallback is not None:
+            # Another worker of this server may have claimed it fresh, its claim still queued for Redis:
+            # only this server's memory knows, so it is asked first (a few µs, no system call).
+            held_here, other = self._hold_here(key, value, request)
+            if other is not None:
+                return other
         try:
             if request is None:
                 keys, args = [key, ""], [value, ttl_ms, "", 0]
@@ -236,10 +250,94 @@ class RetryCache:
                 return Claim(Outcome.FIRST, key)
             if result == -1:
                 return Claim(Outcome.REPLAYED, key)
-            return self._await_first(key, result)
+            claim = self._await_first(key, result)
+            if held_here and claim.outcome is Outcome.DONE:  # for this server's workers waiting on our claim
+                self.fallback.store(key, _encode(claim.reply), LOCAL_SECONDS)
+            return claim
         except (redis.RedisError, OSError) as error:
             self._redis_failed(error)
+            if held_here:  # ours here already: make it last as long as a claim made while Redis is down
+                if request is not None:
+                    self.fallback.store(request.key, request.body_digest.encode(), request.ttl)
+                self.fallback.store(key, value, max(1, ttl_ms // 1000))
+                return Claim(Outcome.FIRST, key, local=True)
             return self._claim_locally(key, value, ttl_ms, request)
+
+    def _hold_here(self, key: str, value: bytes, request: RequestFingerprint | None) -> tuple[bool, Claim | None]:
+        """Take the claim in this server's memory: (True, None) when it is now ours; (False, None) when the
+        memory cannot hold it (Redis alone decides); (False, claim) with the outcome of another worker's
+        claim of the same message here (waited for like a claim found in Redis)."""
+        if request is not None:
+            digest = request.body_digest.encode()
+            seen = self.fallback.claim(request.key, digest, LOCAL_SECONDS)
+            if seen and seen != digest:
+                return False, Claim(Outcome.REPLAYED, key, local=True)
+        existing = self.fallback.claim(key, value, LOCAL_SECONDS)
+        deadline = time.monotonic() + self.wait_seconds
+        while True:
+            if existing is None:
+                return True, None
+            if existing == b"":
+                return False, None
+            if not existing.startswith(PENDING):
+                return False, Claim(Outcome.DONE, key, None if existing == NOTHING else existing.decode("utf-8"),
+                                    local=True)
+            if handler_is_dead(existing):
+                # The worker that claimed it here died (before or after its claim reached Redis): this
+                # delivery takes over here, and Redis, asked next, settles it with any other server.
+                self.fallback.store(key, value, LOCAL_SECONDS)
+                return True, None
+            if time.monotonic() >= deadline:
+                return False, Claim(Outcome.IN_PROGRESS, key, local=True)
+            time.sleep(self.poll_seconds)
+            existing = self.fallback.peek(key)
+            if existing is None:  # its local copy ran out (it reached Redis long ago): claim again
+                existing = self.fallback.claim(key, value, LOCAL_SECONDS)
+
+    def claim_fresh(self, key: str, request: RequestFingerprint | None = None) -> Claim:
+        """claim() for a delivery too fresh to have a predecessor (weixin/write_behind.py): in this server's
+        memory, written to Redis behind; store(..., behind=True) the reply after."""
+        return self._claim_fresh(key, pending_marker(), self.lease_ms / 1000, request,
+                                 lambda: self.claim(key, request))
+
+    def claim_fresh_with_reply(self, key: str, reply: str | None, request: RequestFingerprint | None = None) -> Claim:
+        """claim_with_reply() for a delivery too fresh to have a predecessor, the same way."""
+        return self._claim_fresh(key, _encode(reply), self.reply_ttl, request,
+                                 lambda: self.claim_with_reply(key, reply, request))
+
+    def _claim_fresh(self, key: str, value: bytes, ttl: float, request: RequestFingerprint | None,
+                     synchronously: Callable[[], Claim]) -> Claim:
+        """The local claim, queued for Redis; the synchronous claim when there is no local memory or it is
+        full (it cannot store the claim)."""
+        if self.fallback is None or not self._redis_usable():
+            return synchronously()
+        held_here, other = self._hold_here(key, value, request)
+        if other is not None:
+            return other
+        if not held_here:
+            return synchronously()
+        self.write_behind.put(self._entry(key, value, ttl, request, claim=True))
+        return Claim(Outcome.FIRST, key, behind=True)
+
+    @staticmethod
+    def _entry(key: str, value: bytes, ttl: float, request: RequestFingerprint | None, claim: bool) -> Entry:
+        now = time.monotonic()
+        if request is None:
+            return Entry(key, value, now + ttl, claim=claim)
+        return Entry(key, value, now + ttl, claim=claim, fingerprint_key=request.key,
+                     body_digest=request.body_digest, fingerprint_expires=now + request.ttl)
+
+    def _keep_locally(self, batch: list[Entry]) -> None:
+        """A batch Redis did not take: keep it in local memory for its whole lifetime, where the Redis-down
+        path looks, until a later flush gets it to Redis."""
+        if self.fallback is None:
+            return
+        now = time.monotonic()
+        for entry in batch:
+            if entry.fingerprint_key:
+                self.fallback.store(entry.fingerprint_key, entry.body_digest.encode(),
+                                    max(1, int(entry.fingerprint_expires - now)))
+            self.fallback.store(entry.key, entry.value, max(1, int(entry.expires - now)))
 
     def _claim_locally(self, key: str, value: bytes, ttl_ms: int, request: RequestFingerprint | None) -> Claim:
         """While Redis is down: the same claim and replay check in this server's shared memory
@@ -286,12 +384,18 @@ class RetryCache:
             time.sleep(self.poll_seconds)
             value = self.client.get(key)
 
-    def store(self, key: str, reply: str | None, local: bool = False) -> None:
+    def store(self, key: str, reply: str | None, local: bool = False, behind: bool = False) -> None:
         """Remember the reply (plaintext XML, before encryption) for the retries, where it was claimed."""
+        if behind and self.fallback is not None:
+            self.fallback.store(key, _encode(reply), LOCAL_SECONDS)
+            self.write_behind.put(Entry(key, _encode(reply), time.monotonic() + self.reply_ttl, claim=False))
+            return
         if local or not self._redis_usable():
             if self.fallback is not None:
                 self.fallback.store(key, _encode(reply), self.reply_ttl)
             return
+        if self.fallback is not None:  # for this server's workers waiting on the claim here (_hold_here)
+            self.fallback.store(key, _encode(reply), LOCAL_SECONDS)
         try:
             self.client.set(key, _encode(reply), ex=self.reply_ttl)
         except redis.RedisError as error:

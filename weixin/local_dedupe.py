@@ -21,6 +21,8 @@ class LocalClaims(Protocol):
 
     def store(self, key: str, value: bytes, ttl_seconds: int) -> None: ...
 
+    def peek(self, key: str) -> bytes | None: ...
+
 
 class UwsgiCacheClaims:
     """uWSGI's cache2: shared memory with its own lock, no system call on the way."""
@@ -37,6 +39,9 @@ class UwsgiCacheClaims:
 
     def store(self, key: str, value: bytes, ttl_seconds: int) -> None:
         self.uwsgi.cache_update(key, value, ttl_seconds, self.cache_name)
+
+    def peek(self, key: str) -> bytes | None:
+        return self.uwsgi.cache_get(key, self.cache_name)
 
 
 class MemoryClaims:
@@ -59,6 +64,11 @@ class MemoryClaims:
     def store(self, key: str, value: bytes, ttl_seconds: int) -> None:
         with self._lock:
             self._put(key, value, time.monotonic() + ttl_seconds)
+
+    def peek(self, key: str) -> bytes | None:
+        with self._lock:
+            existing = self._items.get(key)
+        return existing[0] if existing is not None and existing[1] > time.monotonic() else None
 
     def _put(self, key: str, value: bytes, expires: float) -> None:
         self._items[key] = (value, expires)

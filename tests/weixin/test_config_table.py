@@ -53,6 +53,7 @@ def test_every_default() -> None:
         "held_result_ttl": 600,
         "held_result_keyword": "结果",
         "more_keyword": "更多",
+        "dedupe_write_behind": True,
     }
     assert type(loaded.timestamp_window) is int and type(loaded.max_body_bytes) is int
     assert type(loaded.reply_deadline) is float
@@ -182,3 +183,8 @@ def test_the_readmes_list_exactly_the_variables_of_the_tables() -> None:
     assert token - in_token_readme == set(), "add these to token_service/README.md's configuration table"
     assert in_readme - web == set(), "README.md documents variables that weixin/config.py does not read"
     assert in_token_readme - web - token == set(), "token_service/README.md documents variables nobody reads"
+
+
+def test_the_write_behind_dedupe_can_be_turned_off() -> None:
+    assert settings(DEDUPE_WRITE_BEHIND="0").dedupe_write_behind is False
+    assert settings(DEDUPE_WRITE_BEHIND="true").dedupe_write_behind is True
