@@ -72,11 +72,12 @@ TEST_CLOCK_OFFSET_VARIABLE = "WECHAT_TEST_CLOCK_OFFSET"
 
 Clock = Callable[[], float]
 
-# A batch in one script call: per entry, KEYS = the message key and the replay fingerprint's key (the
-# message key again when there is none: a Redis ACL checks every key named); ARGV = kind ("c" a claim, as weixin/dedupe.py's CLAIM_SCRIPT makes it; "s" a stored reply), value,
-# TTL (ms), body digest ("" = no fingerprint), fingerprint TTL (s). Returns per entry what CLAIM_SCRIPT returns (1 claimed, -1
-# fingerprint of another body, else the value found; 0 when it vanished meanwhile), 1 for a stored reply.
-# One call rather than a command per entry: the worker's thread packs and parses one reply per batch.
+# A batch in one script call. Per entry, KEYS: the message key and the replay fingerprint's key (the message
+# key again when there is none: a Redis ACL checks every key named); ARGV: kind ("c" a claim, as
+# weixin/dedupe.py's CLAIM_SCRIPT makes it; "s" a stored reply), value, TTL (ms), body digest ("" = no
+# fingerprint), fingerprint TTL (s). Returns per entry what CLAIM_SCRIPT returns (1 claimed, -1 fingerprint
+# of another body, else the value found; 0 when it vanished meanwhile), 1 for a stored reply. One call rather
+# than a command per entry: the worker's thread packs and parses one reply per batch.
 BATCH_SCRIPT = """
 local results = {}
 for i = 1, #KEYS / 2 do
