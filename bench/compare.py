@@ -463,12 +463,13 @@ def measure_peers(bench: Bench, directory: Path, redis: RedisServer, rounds: int
         ]
         closed = bench.measure_rounds(cases, rounds, redis)
         rate = by_name(closed)[WEROBOT_ROW].requests_per_second / 2
+        program = open_loop.build(directory)
         constant = [(OURS_KEYWORD_ROW, ours), (OURS_UNIX_ROW, ours_unix), (WEROBOT_ROW, werobot)]
         collected: dict[str, list[open_loop.OpenLoopResult]] = {name: [] for name, _ in constant}
         for _ in range(rounds):
             for name, served in constant:
                 pool = bench.keyword_pool(max(100, int(rate * bench.seconds)))
-                result = open_loop.run_open_loop(name, served.url, pool, rate)
+                result = open_loop.run_open_loop(program, name, served.url, pool, rate)
                 print(f"  {name} at {rate:.0f}/s: p99 {result.p99_ms:.2f} ms", file=sys.stderr, flush=True)
                 collected[name].append(result)
         return PeerResults(closed, [open_loop.combine(name, collected[name]) for name, _ in constant])

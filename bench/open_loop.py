@@ -3,24 +3,22 @@ fixed schedule whether or not earlier ones were answered, and each latency is co
 request was due, not from when a free connection let it go (wrk's closed loop hides a stall: a slow answer
 delays the next request instead of making it late, so the stall shows as lower throughput, not latency).
 
-wrk2 (constant-throughput wrk) is not packaged for Debian, so this is a small asyncio client on loopback:
-one scheduler sends request i at start + i / rate on an idle keep-alive connection (a new one when all are
-busy, up to MAX_CONNECTIONS), reads the response (Content-Length or chunked) and records due-to-done.
-It runs in one Python process on the same cores as the server, which is why the rate asked of it is
-modest (half WeRoBot's saturated rate); `late_sends` counts requests it could not even start on time.
+wrk2 (constant-throughput wrk) is not packaged for Debian, and a Python client could not keep a schedule of
+thousands of requests a second on the two cores it shares with the servers, so the generator is a small C
+program (bench/open_loop.c, epoll, one thread), compiled with cc when the benchmark starts.
 """
 
 from __future__ import annotations
 
-import asyncio
+import os
 import statistics
-import time
+import subprocess
+import tempfile
 from dataclasses import dataclass
+from pathlib import Path
 from urllib.parse import urlsplit
 
-MAX_CONNECTIONS = 64
-RESPONSE_TIMEOUT_SECONDS = 10.0
-LATE_SEND_SECONDS = 0.001  # a send more than this after its due time counts as late (the generator lagged)
+SOURCE = Path(__file__).resolve().parent / "open_loop.c"
 
 
 @dataclass
@@ -29,112 +27,42 @@ class OpenLoopResult:
     rate: float  # offered, requests per second
     sent: int
     errors: int
-    late_sends: int
+    late_sends: int  # written more than 1 ms after they were due: the generator fell behind
     p50_ms: float
     p99_ms: float
     max_ms: float
 
 
-def percentile(sorted_values: list[float], fraction: float) -> float:
-    if not sorted_values:
-        return float("nan")
-    return sorted_values[min(len(sorted_values) - 1, int(len(sorted_values) * fraction))]
+def build(directory: Path) -> Path:
+    """Compile the generator into `directory`; its path."""
+    program = directory / "open_loop"
+    subprocess.run(["cc", "-O2", "-Wall", "-o", str(program), str(SOURCE)], check=True)
+    return program
 
 
-def raw_request(host: str, path: str, body: str) -> bytes:
-    payload = body.encode("utf-8")
-    head = (
-        f"POST {path} HTTP/1.1\r\nHost: {host}\r\nContent-Type: text/xml\r\n"
-        f"Content-Length: {len(payload)}\r\n\r\n"
-    )
-    return head.encode("ascii") + payload
-
-
-async def read_response(reader: asyncio.StreamReader) -> int:
-    """The status code, after reading the whole response (Content-Length or chunked)."""
-    head = await reader.readuntil(b"\r\n\r\n")
-    lines = head.decode("latin-1").split("\r\n")
-    status = int(lines[0].split()[1])
-    headers = {name.strip().lower(): value.strip() for name, _, value in (line.partition(":") for line in lines[1:])}
-    if "content-length" in headers:
-        await reader.readexactly(int(headers["content-length"]))
-    elif headers.get("transfer-encoding", "").lower() == "chunked":
-        while True:
-            size = int((await reader.readuntil(b"\r\n")).split(b";")[0], 16)
-            await reader.readexactly(size + 2)
-            if size == 0:
-                break
-    return status
-
-
-async def _run(url: str, requests: list[tuple[str, str]], rate: float) -> tuple[list[float], int, int]:
+def run_open_loop(program: Path, name: str, url: str, requests: list[tuple[str, str]], rate: float) -> OpenLoopResult:
+    """Send every (path, body) in `requests` once, at `rate` per second; latencies from their due times."""
     parts = urlsplit(url)
-    host, port = parts.hostname or "127.0.0.1", parts.port or 80
-    prepared = [raw_request(f"{host}:{port}", path, body) for path, body in requests]
-    idle: list[tuple[asyncio.StreamReader, asyncio.StreamWriter]] = []
-    opened = 0
-    freed = asyncio.Condition()
-    latencies: list[float] = []
-    errors = late = 0
-
-    async def connection() -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
-        nonlocal opened
-        async with freed:
-            while not idle and opened >= MAX_CONNECTIONS:
-                await freed.wait()
-            if idle:
-                return idle.pop()
-            opened += 1
-        return await asyncio.open_connection(host, port)
-
-    async def one(request: bytes, due: float) -> None:
-        nonlocal errors, opened
-        reader, writer = await connection()
-        try:
-            writer.write(request)
-            status = await asyncio.wait_for(read_response(reader), RESPONSE_TIMEOUT_SECONDS)
-            latencies.append(time.perf_counter() - due)
-            if status != 200:
-                errors += 1
-            async with freed:
-                idle.append((reader, writer))
-                freed.notify()
-        except (TimeoutError, OSError, asyncio.IncompleteReadError, ValueError):
-            errors += 1
-            writer.close()
-            async with freed:
-                opened -= 1
-                freed.notify()
-
-    tasks = []
-    start = time.perf_counter() + 0.05
-    for number, request in enumerate(prepared):
-        due = start + number / rate
-        delay = due - time.perf_counter()
-        if delay > 0:
-            await asyncio.sleep(delay)
-        elif -delay > LATE_SEND_SECONDS:
-            late += 1
-        tasks.append(asyncio.create_task(one(request, due)))
-    await asyncio.gather(*tasks)
-    for _, writer in idle:
-        writer.close()
-    return latencies, errors, late
-
-
-def run_open_loop(name: str, url: str, requests: list[tuple[str, str]], rate: float) -> OpenLoopResult:
-    """Send every request in `requests` (path, body) at `rate` per second; latencies from their due times."""
-    latencies, errors, late = asyncio.run(_run(url, requests, rate))
-    ordered = sorted(latencies)
+    with tempfile.NamedTemporaryFile("w", suffix=".tsv", delete=False, encoding="utf-8") as file:
+        file.write("".join(f"{path}\t{body}\n" for path, body in requests))
+    try:
+        completed = subprocess.run(
+            [str(program), parts.hostname or "127.0.0.1", str(parts.port or 80), f"{rate:.3f}", file.name],
+            capture_output=True, text=True, timeout=len(requests) / rate + 60,
+        )
+    finally:
+        os.unlink(file.name)
+    if completed.returncode != 0:
+        raise RuntimeError(f"open_loop failed: {completed.stderr.strip()}")
+    figures = {key: int(value) for key, value in (pair.split("=") for pair in completed.stdout.split())}
     return OpenLoopResult(
-        name=name, rate=rate, sent=len(requests), errors=errors, late_sends=late,
-        p50_ms=percentile(ordered, 0.50) * 1000, p99_ms=percentile(ordered, 0.99) * 1000,
-        max_ms=(ordered[-1] if ordered else float("nan")) * 1000,
+        name=name, rate=rate, sent=figures["sent"], errors=figures["errors"], late_sends=figures["late"],
+        p50_ms=figures["p50_us"] / 1000, p99_ms=figures["p99_us"] / 1000, max_ms=figures["max_us"] / 1000,
     )
 
 
 def combine(name: str, rounds: list[OpenLoopResult]) -> OpenLoopResult:
-    """The median round's latencies; counts summed."""
+    """The median of the rounds' latencies, the largest max; counts summed."""
     return OpenLoopResult(
         name=name, rate=rounds[0].rate, sent=sum(r.sent for r in rounds), errors=sum(r.errors for r in rounds),
         late_sends=sum(r.late_sends for r in rounds), p50_ms=statistics.median(r.p50_ms for r in rounds),

@@ -5,7 +5,7 @@ first delivery, and a first delivery arrives within about a second of its Create
 only a moment old (`DeliveryAges.is_fresh`) therefore cannot have a predecessor anywhere: nothing needs to
 be asked. It is claimed in the server's shared memory (uWSGI's cache, the Redis-down stand-in of
 weixin/local_dedupe.py), and the claim, then the stored reply, are queued for Redis (`RedisWriteBehind`): a
-thread of each worker process writes them in batches, one script call per batch, 10 ms apart,
+thread of each worker process writes them in batches, one script call per batch (FLUSH_INTERVAL_SECONDS apart),
 long before a retry can come, so any retry, to any worker or any host, finds them in Redis. Everything
 else (an older delivery, no usable CreateTime, a worker that has not seen enough deliveries to know its
 clock's offset to WeChat's) takes the synchronous path of weixin/dedupe.py, which asks Redis.
