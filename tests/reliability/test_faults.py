@@ -38,10 +38,10 @@ class WatchedWeChat(FakeWeChat):
         super().__init__(**options)
         self.token_calls_arrived = 0
 
-    def handle(self, method: str, path: str, query: dict, body: bytes, *, client_ip: str = "127.0.0.1"):
+    def handle(self, method: str, path: str, query: dict, body: bytes, **options: object):
         if path == STABLE:
             self.token_calls_arrived += 1
-        return super().handle(method, path, query, body, client_ip=client_ip)
+        return super().handle(method, path, query, body, **options)
 
 
 @pytest.fixture()
