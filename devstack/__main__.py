@@ -77,6 +77,9 @@ def stop_on_sigterm(signum: int, frame: object) -> None:
 
 
 def main() -> int:
+    # Ctrl-C stops everything even when this was started with SIGINT ignored (a shell's background job
+    # inherits that, and Python then keeps it instead of raising KeyboardInterrupt).
+    signal.signal(signal.SIGINT, signal.default_int_handler)
     env, use_sandbox = environment(dict(os.environ))
     try:
         settings = load_settings(env)
