@@ -344,29 +344,32 @@ def memory_section(bench: compare.Bench, directory: Path, redis: RedisServer, pl
     result = memory.measure_worker_memory(
         bench, directory / "memory", redis, messages=plan.memory_messages, warm_up=plan.memory_warm_up
     )
-    widths = (26, 10, 10)
+    widths = (26, 10, 10, 10)
     rows = [
-        compare.table_row(("messages after warm-up", "VmRSS MB", "VmHWM MB"), widths),
+        compare.table_row(("messages after warm-up", "private MB", "shared MB", "VmRSS MB"), widths),
         "|" + "|".join("-" * (width + 2) for width in widths) + "|",
     ]
     for sample in result.samples:
-        rows.append(compare.table_row(
-            (f"{sample.messages:,}", f"{sample.rss_kb / 1024:.1f}", f"{sample.high_water_kb / 1024:.1f}"), widths
-        ))
+        rows.append(compare.table_row((
+            f"{sample.messages:,}", f"{sample.private_kb / 1024:.1f}", f"{sample.shared_kb / 1024:.1f}",
+            f"{sample.rss_kb / 1024:.1f}",
+        ), widths))
     growth = result.growth_kb_per_10k
     flat = abs(growth) <= 50  # 5 bytes a message: page-granular noise, not a leak
     return "\n".join([
         "## Worker memory",
         "",
         f"One uWSGI worker of ours (keyword case, INFO, recycling off) through nginx: a {result.warm_up_messages:,}"
-        f"-message warm-up, then {plan.memory_messages:,} distinct messages; VmRSS and VmHWM from /proc.",
+        f"-message warm-up, then {plan.memory_messages:,} distinct messages; from /proc: private memory (RssAnon, "
+        "where a leak would show), the shared memory it touched (RssShmem: uWSGI's dedupe cache, reserved at "
+        "start and counted page by page as claims first land in it) and VmRSS (both).",
         "",
         *rows,
         "",
         f"- Growth from {result.samples[1].messages:,} to {result.samples[-1].messages:,} messages: "
-        f"{growth:+.1f} kB per 10,000 messages (flat, target: {verdict(flat)}; flat means within ±50 kB per "
-        f"10,000); the first {result.samples[1].messages:,} after the warm-up added {result.first_step_kb:+,} kB "
-        "once; "
+        f"{growth:+.1f} kB of private memory per 10,000 messages (flat, target: {verdict(flat)}; flat means "
+        f"within ±50 kB per 10,000); the first {result.samples[1].messages:,} after the warm-up added "
+        f"{result.first_step_kb:+,} kB of it once; "
         f"same worker throughout: {result.same_worker}; wrk errors: {result.errors}",
         *(f"- uWSGI: `{line}`" for line in result.worker_events),
     ])
