@@ -228,7 +228,7 @@ def answer_once(message: Message, match: Match | None, fingerprint: RequestFinge
     the reply stored after (it runs once however many retries arrive)."""
     key = retry_key(app.settings.appid, message)
     # The keyword of a slow reply kept for this follower, or of a long text's next page (slow_replies/hold.py).
-    kept = app.background.kept_page(message)
+    kept = app.background.kept_page(message, key)
     runs_code = kept is None and match is not None and match.reply is not None and match.reply.kind == "handler"
     # Hold mode: every delivery of a slow reply waits for it, the first and WeChat's retries alike.
     holding = runs_code and match.reply.background and app.background.holds()

@@ -56,7 +56,7 @@ class BackgroundReplies:
         """Whether slow replies of this account go through WeChat's retries now (slow_replies/hold.py)."""
         return account_mode(self.settings.slow_reply_delivery, self.client, self.settings.appid) == HOLD
 
-    def kept_page(self, message: Message) -> str | None:
+    def kept_page(self, message: Message, message_key: str) -> str | None:
         """For the keyword of a kept result or of a long text's next page: that page's reply XML, else None.
         A follower with nothing kept gets None: their keyword goes to the rules like any text."""
         if message.category != "message" or message.kind != "text":
@@ -65,7 +65,7 @@ class BackgroundReplies:
         if message.text("Content").strip() not in (settings.held_result_keyword, settings.more_keyword):
             return None
         try:
-            return self.kept.next_page(message.sender)
+            return self.kept.next_page(message.sender, message_key)
         except redis.RedisError as error:
             log.error("kept pages: Redis failed (%s); the keyword goes to the rules", type(error).__name__)
             return None

@@ -58,6 +58,19 @@ def mode_key(appid: str) -> str:
     return f"wechat:slow:delivery:{appid or '-'}"
 
 
+# KEYS[1] the follower's kept pages, KEYS[2] the page one message took; ARGV[1] how long that is remembered.
+# Taking a page and remembering which message took it in one step: a retry of the keyword (the passive
+# answer lost on the way) gets the same page, and no page is skipped.
+TAKE_PAGE_SCRIPT = """
+local taken = redis.call('GET', KEYS[2])
+if taken then return taken end
+local page = redis.call('LPOP', KEYS[1])
+if page then redis.call('SET', KEYS[2], page, 'EX', ARGV[1]) end
+return page
+"""
+TAKEN_PAGE_TTL_SECONDS = 300  # WeChat's retries of a message come within seconds; the retry cache keeps 5 min
+
+
 def kept_key(appid: str, openid: str) -> str:
     """The follower's kept pages; the openid only as a digest."""
     return f"wechat:slow:kept:{appid or '-'}:{hashlib.sha1(openid.encode('utf-8')).hexdigest()}"
@@ -121,9 +134,15 @@ class KeptPages:
             pipe.expire(key, self.ttl)
             pipe.execute()
 
-    def next_page(self, openid: str) -> str | None:
-        """The next kept page (taken), or None."""
-        value = self.client.lpop(kept_key(self.appid, openid))
+    def next_page(self, openid: str, message_key: str | None = None) -> str | None:
+        """The next kept page (taken), or None. With `message_key` (the message's retry key), WeChat's retries
+        of that message get the page it took rather than taking the next one."""
+        key = kept_key(self.appid, openid)
+        if message_key is None:
+            value = self.client.lpop(key)
+        else:
+            taken = f"{key}:taken:{hashlib.sha1(message_key.encode('utf-8')).hexdigest()}"
+            value = self.client.eval(TAKE_PAGE_SCRIPT, 2, key, taken, TAKEN_PAGE_TTL_SECONDS)
         if value is None:
             return None
         return value.decode("utf-8") if isinstance(value, bytes) else str(value)

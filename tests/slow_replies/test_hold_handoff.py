@@ -51,3 +51,12 @@ def test_auto_switches_once_and_the_configured_modes_stand(redis_client: redis.R
     assert account_mode("auto", redis_client, "wxappid") == "hold"
     assert account_mode("custom", redis_client, "wxappid") == "custom"
     assert account_mode("hold", redis_client, "other") == "hold"
+
+
+def test_a_retry_of_the_keyword_gets_the_page_its_first_delivery_took(redis_client: redis.Redis) -> None:
+    # WeChat re-sends 更多 when our answer was lost on the way: the retry must not take (and lose) the next page.
+    kept = KeptPages(redis_client, "wxappid", 600)
+    kept.keep("oFollower", ["a", "b", "c"])
+    assert kept.next_page("oFollower", "msg-1") == "a"
+    assert kept.next_page("oFollower", "msg-1") == "a"
+    assert [kept.next_page("oFollower", key) for key in ("msg-2", "msg-3", "msg-4")] == ["b", "c", None]
