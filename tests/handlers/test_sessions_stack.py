@@ -6,6 +6,7 @@ from __future__ import annotations
 import os
 import re
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
@@ -26,6 +27,10 @@ keywords:
     reply: {handler: "handlers.guess:start"}
   - regex: '^猜\\s*\\d{1,3}\\s*$'
     reply: {handler: "handlers.guess:guess", background: true}
+  - regex: '^记 '
+    reply: {handler: "tests.session_handlers:remember"}
+  - match: 回忆
+    reply: {handler: "tests.session_handlers:recall"}
 default:
   echo: true
 """
@@ -88,3 +93,14 @@ def test_each_follower_has_a_session_of_their_own(session_app: AppServer, wechat
     assert "我想好了" in say(session_app, first, "猜数字")
     assert "发送「猜数字」" in say(session_app, second, "猜 50")
     assert re.search(r"(大了|小了|猜对了)", say(session_app, first, "猜 50"))
+
+
+def test_two_concurrent_deliveries_of_one_follower_keep_both_session_writes(session_app: AppServer,
+                                                                            wechat: SandboxServer) -> None:
+    # Two messages of one follower handled at once by two uWSGI threads, both inside their handlers before
+    # either session is saved: each write and each appended item survives the other's save.
+    openid = new_follower(wechat)
+    with ThreadPoolExecutor(2) as pool:
+        answers = sorted(pool.map(lambda word: say(session_app, openid, f"记 {word}"), ["苹果", "香蕉"]))
+    assert answers == ["记住了 苹果", "记住了 香蕉"]
+    assert say(session_app, openid, "回忆") == "words=苹果,香蕉 fields=seen_苹果,seen_香蕉"
