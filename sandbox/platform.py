@@ -741,7 +741,9 @@ class FakeWeChat:
 
     # ----------------------------------------------------------------------------- APIs with access_token
 
-    def _api_custom_send(self, query: dict[str, str], body: bytes, client_ip: str) -> Response:
+    def _custom_request(self, query: dict[str, str], body: bytes) -> tuple[dict, str]:
+        """What custom/send and custom/typing check first: the token, the account's permission (an unverified
+        account has none: 48001), the JSON body and its `touser`."""
         self._require_base_token(query)
         if self._unverified:
             raise _Reject(48001)
@@ -749,6 +751,17 @@ class FakeWeChat:
         touser = data.get("touser")
         if not isinstance(touser, str) or not touser:
             raise _Reject(40003)
+        return data, touser
+
+    def _in_window(self, touser: str, now: float) -> User:
+        """The follower, if they follow and wrote within 48 hours; else 45015."""
+        user = self._users.get(touser)
+        if user is None or not user.subscribed or not self._window_open(user, now):
+            raise _Reject(45015)
+        return user
+
+    def _api_custom_send(self, query: dict[str, str], body: bytes, client_ip: str) -> Response:
+        data, touser = self._custom_request(query, body)
         msgtype = data.get("msgtype")
         if msgtype not in CUSTOM_MESSAGE_TYPES:
             raise _Reject(40008)
@@ -763,10 +776,7 @@ class FakeWeChat:
                 raise _Reject(44003)
             if len(articles) > 1:
                 raise _Reject(45008)
-        now = self.clock.now()
-        user = self._users.get(touser)
-        if user is None or not user.subscribed or not self._window_open(user, now):
-            raise _Reject(45015)
+        user = self._in_window(touser, self.clock.now())
         if user.sent_in_window >= MESSAGES_PER_WINDOW:
             raise _Reject(45047)
         user.sent_in_window += 1
@@ -774,18 +784,10 @@ class FakeWeChat:
         return _ok()
 
     def _api_custom_typing(self, query: dict[str, str], body: bytes, client_ip: str) -> Response:
-        self._require_base_token(query)
-        if self._unverified:
-            raise _Reject(48001)
-        data = _json_object(body)
-        touser = data.get("touser")
-        if not isinstance(touser, str) or not touser:
-            raise _Reject(40003)
+        data, touser = self._custom_request(query, body)
         if data.get("command") not in ("Typing", "CancelTyping"):
             raise _Reject(47001, "data format error: command must be Typing or CancelTyping")
-        user = self._users.get(touser)
-        if user is None or not user.subscribed or not self._window_open(user, self.clock.now()):
-            raise _Reject(45015)
+        self._in_window(touser, self.clock.now())
         self._typing.append(data)
         return _ok()
 
