@@ -81,6 +81,34 @@ class BackgroundReplies:
                         "(python -m slow_replies worker, or systemctl start weixin-worker)")
 
 
+def _queue_once(background: BackgroundReplies, spec: JobSpec, delivery: str) -> Taken | None:
+    """Create the job's hand-off record and queue it, once per message: None when this delivery created it,
+    else what the record holds now. A retry finding the job still waiting queues it too, in case the first
+    delivery died between the two steps; rq refuses a second job with the same id, so the handler runs once."""
+    handoff = background.handoff
+    created = handoff.create(spec.job_id, spec.deadline, spec.rule, delivery)
+    taken = None if created else handoff.take(spec.job_id, final=False)
+    if created or taken.state == WAITING:
+        enqueue(background.queue, spec)
+        background.warn_if_no_worker()
+    return taken
+
+
+def _wait_for_result(handoff: HandOff, job_id: str, deadline: float, taken: Taken | None) -> Taken | None:
+    """Wait for the worker's result until `deadline` (a time.perf_counter() value); what the record holds then
+    (None or still waiting when nothing came)."""
+    while taken is None or taken.state == WAITING:
+        remaining = deadline - time.perf_counter()
+        if remaining <= 0:
+            break
+        if remaining > REDIS_TIMER_SLACK_SECONDS:
+            handoff.wait_for_result(job_id, remaining - REDIS_TIMER_SLACK_SECONDS)
+        else:
+            time.sleep(min(remaining, POLL_SECONDS))
+        taken = handoff.take(job_id, final=False)
+    return taken
+
+
 def answer_or_defer(reply: Reply, message: Message, retry_key: str, background: BackgroundReplies, deadline: float,
                     record: RequestRecord) -> str | None:
     """The passive reply XML if the worker's result is ready before `deadline` (a time.perf_counter() value),
@@ -91,20 +119,10 @@ def answer_or_defer(reply: Reply, message: Message, retry_key: str, background: 
         remaining = deadline - time.perf_counter()
         spec = JobSpec(job_id, handler_path(reply.value) or "", dict(message.fields), time.time() + remaining,
                        str(record.rule))
-        created = handoff.create(job_id, spec.deadline, spec.rule)
-        taken = None if created else handoff.take(job_id, final=False)
-        if created or taken.state == WAITING:
-            # A retry finding the job still waiting queues it too, in case the first delivery died between the
-            # two steps; rq refuses a second job with the same id.
-            enqueue(background.queue, spec)
-            background.warn_if_no_worker()
-        while taken is None or taken.state == WAITING:
-            remaining = deadline - time.perf_counter()
-            if remaining > REDIS_TIMER_SLACK_SECONDS:
-                handoff.wait_for_result(job_id, remaining - REDIS_TIMER_SLACK_SECONDS)
-            elif remaining > 0:
-                time.sleep(min(remaining, POLL_SECONDS))
-            taken = handoff.take(job_id, final=time.perf_counter() >= deadline)
+        taken = _queue_once(background, spec, "custom")
+        taken = _wait_for_result(handoff, job_id, deadline, taken)
+        if taken is None or taken.state == WAITING:
+            taken = handoff.take(job_id, final=True)  # the deadline: the worker sends it later
     except (redis.RedisError, OSError) as error:
         log.error("background reply for rule %s: Redis failed (%s); answering success",
                   record.rule, type(error).__name__)
@@ -151,22 +169,9 @@ def answer_through_retries(reply: Reply, message: Message, retry_key: str, backg
         # The job's deadline is the last delivery's: until then the worker leaves a ready result to the web.
         job_deadline = time.time() - since_first + HOLD_WINDOW_SECONDS + settings.reply_deadline
         spec = JobSpec(job_id, handler_path(reply.value) or "", dict(message.fields), job_deadline, str(record.rule))
-        created = handoff.create(job_id, spec.deadline, spec.rule, HOLD)
-        taken = None if created else handoff.take(job_id, final=False)
-        if created or taken.state == WAITING:
-            enqueue(background.queue, spec)  # rq refuses a second job with this id: the handler runs once
-            background.warn_if_no_worker()
-        while taken is None or taken.state == WAITING:
-            remaining = deadline - time.perf_counter()
-            if remaining <= 0:
-                break
-            if remaining > REDIS_TIMER_SLACK_SECONDS:
-                handoff.wait_for_result(job_id, remaining - REDIS_TIMER_SLACK_SECONDS)
-            else:
-                time.sleep(min(remaining, POLL_SECONDS))
-            taken = handoff.take(job_id, final=False)
-        if taken.state == WAITING and last:
-            taken = handoff.take(job_id, final=True)  # a result that came in the meantime is still taken
+        taken = _wait_for_result(handoff, job_id, deadline, _queue_once(background, spec, HOLD))
+        if taken is None or (taken.state == WAITING and last):
+            taken = handoff.take(job_id, final=last)  # a result that came in the meantime is still taken
     except (redis.RedisError, OSError) as error:
         log.error("background reply for rule %s: Redis failed (%s); answering success",
                   record.rule, type(error).__name__)
