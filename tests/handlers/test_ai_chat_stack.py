@@ -6,7 +6,6 @@ never reaches a log."""
 
 from __future__ import annotations
 
-import os
 from collections.abc import Iterator
 
 import pytest
@@ -16,7 +15,6 @@ from handlers import ai_chat
 from sandbox.chat_model import SANDBOX_MODEL, long_answer
 from sandbox.server import SandboxServer
 from sandbox.simulator import carried_by
-from tests.conftest import TEST_APPID
 from tests.slow_replies.conftest import (
     Worker,
     delivered_to,
@@ -27,6 +25,7 @@ from tests.slow_replies.conftest import (
     token_daemon,
     wait_until_settled,
     wechat,
+    worker_environment,
 )
 from tests.slow_replies.hold_support import as_wechat
 from tests.waiting import wait_until
@@ -50,10 +49,7 @@ def ai_env(wechat: SandboxServer) -> dict[str, str]:
 @pytest.fixture(scope="module")
 def ai_worker(tmp_path_factory: pytest.TempPathFactory, redis_server: RedisServer, wechat: SandboxServer,
               token_daemon: TokenServiceProcess, ai_env: dict[str, str]) -> Iterator[Worker]:
-    env = {key: value for key, value in os.environ.items()
-           if not key.startswith(("WECHAT_", "TOKEN_", "BOOKS_", "AI_", "REPLIES_"))}
-    env.update({"WECHAT_APPID": TEST_APPID, "REDIS_URL": redis_server.url, "WECHAT_API_BASE": wechat.url,
-                "DOTENV_FILE": "/dev/null", "LOG_LEVEL": "DEBUG", **ai_env})
+    env = worker_environment(redis_server, wechat, LOG_LEVEL="DEBUG", **ai_env)
     process = Worker(tmp_path_factory.mktemp("worker"), env).start()
     yield process
     process.stop()

@@ -4,7 +4,6 @@ in Open Library's shape, as `make run` uses it)."""
 
 from __future__ import annotations
 
-import os
 from collections.abc import Iterator
 
 import pytest
@@ -22,6 +21,7 @@ from tests.slow_replies.conftest import (
     token_daemon,
     wait_until,
     wechat,
+    worker_environment,
 )
 from tests.wechat_requests import reply_fields
 
@@ -31,9 +31,7 @@ __all__ = ["token_daemon", "wechat"]
 @pytest.fixture(scope="module")
 def book_worker(tmp_path_factory: pytest.TempPathFactory, redis_server: RedisServer, wechat: SandboxServer,
                 token_daemon: TokenServiceProcess) -> Iterator[Worker]:
-    env = {key: value for key, value in os.environ.items() if not key.startswith(("WECHAT_", "TOKEN_", "BOOKS_"))}
-    env.update({"WECHAT_APPID": TEST_APPID, "REDIS_URL": redis_server.url, "WECHAT_API_BASE": wechat.url,
-                "BOOKS_API_BASE": wechat.url, "DOTENV_FILE": "/dev/null"})
+    env = worker_environment(redis_server, wechat, BOOKS_API_BASE=wechat.url)
     process = Worker(tmp_path_factory.mktemp("worker"), env).start()
     yield process
     process.stop()

@@ -3,7 +3,6 @@ background, and each message sees what the previous one stored (handlers/guess.p
 
 from __future__ import annotations
 
-import os
 import re
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -15,7 +14,15 @@ import redis
 from devstack.processes import AppServer, RedisServer, TokenServiceProcess
 from sandbox.server import SandboxServer
 from tests.conftest import TEST_APPID
-from tests.slow_replies.conftest import Worker, new_follower, send, text_message, token_daemon, wechat
+from tests.slow_replies.conftest import (
+    Worker,
+    new_follower,
+    send,
+    text_message,
+    token_daemon,
+    wechat,
+    worker_environment,
+)
 from tests.wechat_requests import reply_fields
 from weixin.sessions import session_key
 
@@ -46,9 +53,7 @@ def replies_file(tmp_path_factory: pytest.TempPathFactory) -> Path:
 @pytest.fixture(scope="module")
 def session_worker(tmp_path_factory: pytest.TempPathFactory, redis_server: RedisServer, wechat: SandboxServer,
                    token_daemon: TokenServiceProcess, replies_file: Path) -> Iterator[Worker]:
-    env = {key: value for key, value in os.environ.items() if not key.startswith(("WECHAT_", "TOKEN_", "BOOKS_"))}
-    env.update({"WECHAT_APPID": TEST_APPID, "REDIS_URL": redis_server.url, "WECHAT_API_BASE": wechat.url,
-                "REPLIES_FILE": str(replies_file), "DOTENV_FILE": "/dev/null"})
+    env = worker_environment(redis_server, wechat, REPLIES_FILE=str(replies_file))
     process = Worker(tmp_path_factory.mktemp("worker"), env).start()
     yield process
     process.stop()

@@ -95,18 +95,20 @@ class Worker:
         return "\n".join(path.read_text(errors="replace") for path in sorted(self.directory.glob("worker-*.log")))
 
 
+def worker_environment(redis_server: RedisServer, wechat: SandboxServer, **settings: str) -> dict[str, str]:
+    """A test worker's environment: this test's Redis, sandbox and AppID, then `settings`; nothing inherited
+    that configures the app."""
+    env = {key: value for key, value in os.environ.items()
+           if not key.startswith(("WECHAT_", "TOKEN_", "BOOKS_", "AI_", "REPLIES_"))}
+    env.update({"WECHAT_APPID": TEST_APPID, "REDIS_URL": redis_server.url, "WECHAT_API_BASE": wechat.url,
+                "DOTENV_FILE": "/dev/null", **settings})
+    return env
+
+
 @pytest.fixture(scope="module")
 def worker(tmp_path_factory: pytest.TempPathFactory, redis_server: RedisServer, wechat: SandboxServer,
            book_source: BookSource, token_daemon: TokenServiceProcess) -> Iterator[Worker]:
-    env = {key: value for key, value in os.environ.items() if not key.startswith(("WECHAT_", "TOKEN_", "BOOKS_"))}
-    env.update({
-        "WECHAT_APPID": TEST_APPID,
-        "REDIS_URL": redis_server.url,
-        "WECHAT_API_BASE": wechat.url,
-        "BOOKS_API_BASE": book_source.url,
-        "DOTENV_FILE": "/dev/null",
-        "LOG_LEVEL": "INFO",
-    })
+    env = worker_environment(redis_server, wechat, BOOKS_API_BASE=book_source.url, LOG_LEVEL="INFO")
     process = Worker(tmp_path_factory.mktemp("worker"), env).start()
     yield process
     process.stop()

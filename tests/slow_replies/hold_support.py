@@ -3,7 +3,6 @@ as the simulator makes them (the same bytes again after 5 s without an answer, 3
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import redis
@@ -15,7 +14,7 @@ from sandbox.server import SandboxServer
 from slow_replies.handoff import job_key
 from tests.conftest import TEST_APPID, TEST_TOKEN
 from tests.slow_replies.book_source import BookSource
-from tests.slow_replies.conftest import Worker, job_id_of
+from tests.slow_replies.conftest import Worker, job_id_of, worker_environment
 from tests.wechat_requests import FIXTURES
 
 REPLIES = FIXTURES / "replies" / "hold.yaml"
@@ -25,17 +24,8 @@ WECHAT_RESENDS = 2  # 3 deliveries in all, as WeChat's documentation counts them
 
 def start_worker(directory: Path, redis_server: RedisServer, wechat: SandboxServer, book_source: BookSource,
                  **extra: str) -> Worker:
-    env = {key: value for key, value in os.environ.items() if not key.startswith(("WECHAT_", "TOKEN_", "BOOKS_"))}
-    env.update({
-        "WECHAT_APPID": TEST_APPID,
-        "REDIS_URL": redis_server.url,
-        "WECHAT_API_BASE": wechat.url,
-        "BOOKS_API_BASE": book_source.url,
-        "REPLIES_FILE": str(REPLIES),
-        "DOTENV_FILE": "/dev/null",
-        "LOG_LEVEL": "INFO",
-        **extra,
-    })
+    env = worker_environment(redis_server, wechat, BOOKS_API_BASE=book_source.url, REPLIES_FILE=str(REPLIES),
+                             LOG_LEVEL="INFO", **extra)
     return Worker(directory, env).start()
 
 
