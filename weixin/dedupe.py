@@ -26,6 +26,7 @@ from typing import Any
 
 import redis
 
+from weixin.claim_script import CLAIM_SCRIPT, claim_entry
 from weixin.local_dedupe import LocalClaims
 from weixin.write_behind import LOCAL_SECONDS, Entry, RedisWriteBehind
 
@@ -46,21 +47,6 @@ class Outcome(enum.Enum):
     IN_PROGRESS = "retry-in-progress"  # the first delivery is still running and did not finish in time
     UNAVAILABLE = "no-redis"  # Redis is down and the local stand-in could not help: handle it without dedupe
     REPLAYED = "replayed"  # a signed query string seen before, now with another body: refuse it
-
-
-# KEYS[1] the message key, KEYS[2] the request fingerprint key (or ""); ARGV: the value to claim with (the
-# pending marker, or the finished reply), its TTL (ms), body digest, fingerprint TTL (s). Returns 1
-# (claimed), -1 (replayed query with another body), or the message key's current value (a stored reply,
-# or the pending marker).
-CLAIM_SCRIPT = """
-if KEYS[2] ~= "" then
-  local seen = redis.call('GET', KEYS[2])
-  if seen and seen ~= ARGV[3] then return -1 end
-  if not seen then redis.call('SET', KEYS[2], ARGV[3], 'EX', ARGV[4]) end
-end
-if redis.call('SET', KEYS[1], ARGV[1], 'NX', 'PX', ARGV[2]) then return 1 end
-return redis.call('GET', KEYS[1])
-"""
 
 
 # KEYS[1] the message key; ARGV: the pending marker seen, the new one, lease (ms). 1 when taken over.
@@ -242,15 +228,15 @@ class RetryCache:
                 return other
         try:
             if request is None:
-                keys, args = [key, ""], [value, ttl_ms, "", 0]
+                keys, args = claim_entry(key, value, ttl_ms)
             else:
-                keys, args = [key, request.key], [value, ttl_ms, request.body_digest, request.ttl]
-            result = self._claim_script.run(keys, args)
+                keys, args = claim_entry(key, value, ttl_ms, request.key, request.body_digest, request.ttl)
+            [result] = self._claim_script.run(keys, args)
             if result == 1:
                 return Claim(Outcome.FIRST, key)
             if result == -1:
                 return Claim(Outcome.REPLAYED, key)
-            claim = self._await_first(key, result)
+            claim = self._await_first(key, result or None)  # 0: the key vanished between SET NX and GET
             if held_here and claim.outcome is Outcome.DONE:  # for this server's workers waiting on our claim
                 self.fallback.store(key, _encode(claim.reply), LOCAL_SECONDS)
             return claim

@@ -49,6 +49,8 @@ from dataclasses import dataclass
 
 import redis
 
+from weixin.claim_script import CLAIM_SCRIPT, claim_entry
+
 log = logging.getLogger("dedupe")
 
 # A first delivery is at most about 2 s old on the corrected clock (1 s transit, 1 s of whole-second
@@ -72,35 +74,6 @@ TEST_CLOCK_OFFSET_VARIABLE = "WECHAT_TEST_CLOCK_OFFSET"
 
 Clock = Callable[[], float]
 
-# A batch in one script call. Per entry, KEYS: the message key and the replay fingerprint's key (the message
-# key again when there is none: a Redis ACL checks every key named); ARGV: kind ("c" a claim, as
-# weixin/dedupe.py's CLAIM_SCRIPT makes it; "s" a stored reply), value, TTL (ms), body digest ("" = no
-# fingerprint), fingerprint TTL (s). Returns per entry what CLAIM_SCRIPT returns (1 claimed, -1 fingerprint
-# of another body, else the value found; 0 when it vanished meanwhile), 1 for a stored reply. One call rather
-# than a command per entry: the worker's thread packs and parses one reply per batch.
-BATCH_SCRIPT = """
-local results = {}
-for i = 1, #KEYS / 2 do
-  local key, fingerprint = KEYS[2 * i - 1], KEYS[2 * i]
-  local at = (i - 1) * 5
-  local value, ttl = ARGV[at + 2], ARGV[at + 3]
-  local result = 1
-  if ARGV[at + 1] == 's' then
-    redis.call('SET', key, value, 'PX', ttl)
-  else
-    if ARGV[at + 4] ~= '' then
-      local seen = redis.call('GET', fingerprint)
-      if seen and seen ~= ARGV[at + 4] then result = -1 end
-      if not seen then redis.call('SET', fingerprint, ARGV[at + 4], 'EX', ARGV[at + 5]) end
-    end
-    if result == 1 and not redis.call('SET', key, value, 'NX', 'PX', ttl) then
-      result = redis.call('GET', key) or 0
-    end
-  end
-  results[i] = result
-end
-return results
-"""
 BATCH_ENTRIES = 500  # entries per script call: a long call would hold up Redis for every other client
 
 
@@ -176,7 +149,7 @@ class RedisWriteBehind:
 
     def __init__(self, client: redis.Redis, on_failure: Callable[[list[Entry]], None]) -> None:
         self.client = client
-        self.batch_sha = hashlib.sha1(BATCH_SCRIPT.encode()).hexdigest()
+        self.batch_sha = hashlib.sha1(CLAIM_SCRIPT.encode()).hexdigest()
         self.on_failure = on_failure  # copies a batch Redis could not take into local memory
         self._queue: collections.deque[Entry] = collections.deque()
         self._failed: list[Entry] = []  # a batch Redis did not take, first in the next one
@@ -250,7 +223,7 @@ class RedisWriteBehind:
         commands = [self._command(chunk, now) for chunk in chunks]
         replies = self._send(commands)
         if any(isinstance(reply, redis.exceptions.NoScriptError) for reply in replies):
-            self._send([("SCRIPT", "LOAD", BATCH_SCRIPT)])  # a restarted Redis forgot it
+            self._send([("SCRIPT", "LOAD", CLAIM_SCRIPT)])  # a restarted Redis forgot it
             replies = self._send(commands)
         for chunk, reply in zip(chunks, replies, strict=True):
             if isinstance(reply, Exception):
@@ -268,12 +241,12 @@ class RedisWriteBehind:
         keys: list[str] = []
         args: list[str | bytes | int] = []
         for entry in chunk:
-            ttl_ms = max(1, int((entry.expires - now) * 1000))
-            keys += [entry.key, entry.fingerprint_key or entry.key]
-            if entry.claim:
-                args += ["c", entry.value, ttl_ms, entry.body_digest, max(1, int(entry.fingerprint_expires - now))]
-            else:
-                args += ["s", entry.value, ttl_ms, "", 0]
+            entry_keys, entry_args = claim_entry(
+                entry.key, entry.value, max(1, int((entry.expires - now) * 1000)), entry.fingerprint_key,
+                entry.body_digest, max(1, int(entry.fingerprint_expires - now)), store=not entry.claim,
+            )
+            keys += entry_keys
+            args += entry_args
         return ("EVALSHA", self.batch_sha, len(keys), *keys, *args)
 
     def _send(self, commands: list[tuple]) -> list:
